@@ -1,0 +1,76 @@
+"""Helpers to run the real loop against the scripted provider (a stand-in for remote LLM APIs)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from policies import EXECUTOR_MODEL, META_MODEL, Plan, Policy
+from scripted_llm import ScriptedLLM
+
+from w4s.benchmarks.base import Sample
+from w4s.benchmarks.gsm8k import GSM8K
+from w4s.benchmarks.splits import Splits, make_splits
+from w4s.records import RunResult
+from w4s.runner import run_optimization
+from w4s.spec import OptimizationSpec, merge, parse_spec
+
+PRICE = {"inputPerMtok": "1", "outputPerMtok": "2"}
+
+
+@functools.cache
+def gsm8k_samples() -> tuple[Sample, ...]:
+    return tuple(GSM8K().load())
+
+
+def splits_of(spec: OptimizationSpec) -> Splits:
+    s = spec.splits
+    return make_splits(list(gsm8k_samples()), seed=s.seed, private=s.validation_size, public=s.public_size,
+                       test=s.test_size)
+
+
+def wire_spec(base_url: str, run_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A spec pointing both roles at the scripted server; sizes chosen so SKILL tenths are whole tasks."""
+    base = {
+        "task": {"benchmark": "gsm8k"},
+        "splits": {"validationSize": 20, "publicSize": 6, "testSize": 10, "caseStudies": 3},
+        "executors": [{"provider": "openai-compatible", "model": EXECUTOR_MODEL, "baseUrl": base_url,
+                       "price": PRICE, "maxRetries": 2}],
+        "metaAgent": {"provider": "openai-compatible", "model": META_MODEL, "baseUrl": base_url, "price": PRICE},
+        "iterations": 4,
+        "sandbox": {"concurrency": 4},
+        "store": str(run_dir),
+    }
+    return merge(base, overrides)
+
+
+@contextmanager
+def scripted(steps: dict[tuple[int, int, int], tuple] | None = None, seed: int = 0, executor_price: str = "1",
+             **spec_overrides: Any) -> Iterator[tuple[ScriptedLLM, OptimizationSpec]]:
+    """A running scripted server with a policy for ``steps`` and a spec aimed at it (store: set by caller)."""
+    plan = Plan(seed=seed, steps=steps or {})
+    server = ScriptedLLM(lambda call: "", models=(META_MODEL, EXECUTOR_MODEL))
+    with server:
+        wire = wire_spec(server.base_url, Path("unset"), seed=seed, **spec_overrides)
+        wire["executors"][0]["price"] = {"inputPerMtok": executor_price, "outputPerMtok": executor_price}
+        spec = parse_spec(wire)
+        splits = splits_of(spec)
+        server.responder = Policy(splits, {s.question: s.answer for s in gsm8k_samples()}, plan)
+        yield server, spec
+
+
+def run(spec: OptimizationSpec, store: Path | str) -> RunResult:
+    spec = spec.model_copy(update={"store": str(store)})
+    return asyncio.run(run_optimization(spec, log=lambda _m: None))
+
+
+def meta_calls(server: ScriptedLLM) -> list[Any]:
+    return [e.call for e in server.calls if e.call.model == META_MODEL]
+
+
+def executor_calls(server: ScriptedLLM) -> list[Any]:
+    return [e.call for e in server.calls if e.call.model == EXECUTOR_MODEL]

@@ -1,0 +1,74 @@
+"""Turn the spec's endpoints into LLM clients: prices resolved (unknown = error, before anything runs),
+credentials read, and the embedded models served locally when the spec asks for them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from w4s.llm.client import LLMClient
+from w4s.llm.ledger import Ledger
+from w4s.llm.pricing import resolve_price
+from w4s.llm.providers import ChatProvider, build_provider
+from w4s.spec import EndpointSpec, OptimizationSpec
+
+
+def executor_role(index: int, name: str) -> str:
+    return "executor" if index == 0 else f"executor:{name}"
+
+
+class Endpoints:
+    """Async context manager holding the meta-agent client, the executor clients and any local servers."""
+
+    def __init__(self, spec: OptimizationSpec, ledger: Ledger, log: Callable[[str], None] = print) -> None:
+        self.spec = spec
+        self.ledger = ledger
+        self.log = log
+        self.meta: LLMClient
+        self.executors: dict[str, LLMClient] = {}
+        self._providers: list[ChatProvider] = []
+        self._servers: dict[str, Any] = {}
+
+    async def _serve(self, endpoint: EndpointSpec) -> str:
+        """Start (once per model) a local llama.cpp server for an embedded model and return its base URL."""
+        if endpoint.model not in self._servers:
+            from w4s.embedded.llama_server import serve_embedded
+
+            self.log(f"serving embedded model {endpoint.model} locally (first run downloads its weights)")
+            self._servers[endpoint.model] = await asyncio.to_thread(serve_embedded, endpoint.model,
+                                                                    progress=self.log)
+        return self._servers[endpoint.model].base_url
+
+    async def _client(self, endpoint: EndpointSpec, role: str) -> LLMClient:
+        price = resolve_price(endpoint)
+        base_url = await self._serve(endpoint) if endpoint.provider == "embedded" else None
+        provider = build_provider(endpoint, base_url)
+        self._providers.append(provider)
+        return LLMClient(provider, price, self.ledger, role, endpoint.max_retries)
+
+    async def __aenter__(self) -> Endpoints:
+        for endpoint in (self.spec.meta_agent, *self.spec.executors):
+            resolve_price(endpoint)  # every price is known before any server starts or any call is made
+        try:
+            self.meta = await self._client(self.spec.meta_agent, "meta_agent")
+            for i, ex in enumerate(self.spec.executors):
+                self.executors[ex.name] = await self._client(ex, executor_role(i, ex.name))
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def aclose(self) -> None:
+        for provider in self._providers:
+            await provider.aclose()
+        for server in self._servers.values():
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(server.stop)
+        self._servers.clear()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,0 +1,113 @@
+"""Run or resume one optimization from a spec: the entry point shared by ``w4s optimize`` and the operator's
+runner Job. It owns the store, the clients, the worker pool and the run's status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from w4s import __version__
+from w4s.benchmarks import get_benchmark
+from w4s.benchmarks.splits import Splits, make_splits
+from w4s.endpoints import Endpoints
+from w4s.errors import BudgetExceeded, ProviderError, SpecError
+from w4s.evaluation import Evaluator
+from w4s.llm.ledger import Ledger
+from w4s.loop import Optimizer
+from w4s.metaagent.agent import MetaAgent
+from w4s.records import Manifest, RunResult, Usage
+from w4s.reporting import Reporter
+from w4s.runstore import RunStore, now
+from w4s.spec import OptimizationSpec
+from w4s.store import open_store
+from w4s.workflow.pool import WorkerPool
+
+# Changing these between a crash and a restart cannot change what was already recorded.
+RESUMABLE_FIELDS = {"iterations", "budget", "store"}
+RESUMABLE_SANDBOX_FIELDS = {"concurrency", "sampleTimeoutSeconds"}
+
+
+def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Field paths whose change would make a resumed run inconsistent with its records."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if key in RESUMABLE_FIELDS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if key == "sandbox" and isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"sandbox.{k}" for k in sorted(set(a) | set(b))
+                      if k not in RESUMABLE_SANDBOX_FIELDS and a.get(k) != b.get(k)]
+        elif a != b:
+            diffs.append(key)
+    return diffs
+
+
+def run_id_of(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1] or "run"
+
+
+def _splits(spec: OptimizationSpec) -> tuple[Any, Splits]:
+    benchmark = get_benchmark(spec.task.benchmark)
+    s = spec.splits
+    splits = make_splits(benchmark.load(), seed=s.seed, private=s.validation_size, public=s.public_size,
+                         test=s.test_size)
+    return benchmark, splits
+
+
+def _partial_result(runs: RunStore, run_id: str, status: str, reason: str, ledger: Ledger) -> RunResult:
+    checkpoints = runs.checkpoints()
+    last = checkpoints[-1].state if checkpoints else None
+    return RunResult(
+        run_id=run_id, status=status, reason=reason,  # type: ignore[arg-type]
+        iterations_completed=last.iteration if last else -1,
+        skipped_iterations=[c.iteration for c in checkpoints if c.skipped],
+        best_iteration=last.best.iteration if last else 0, best_candidate=last.best.candidate if last else None,
+        best_validation_score=last.best.score if last else 0.0, test_score=None, test_size=0,
+        cost_usd=ledger.total_cost, usage={r: Usage(**v) for r, v in ledger.snapshot().items()})
+
+
+async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = None,
+                           log: Callable[[str], None] = print) -> RunResult:
+    if not spec.store:
+        raise SpecError("store: a run directory or store URI is required (CLI: --run-dir)")
+    store = open_store(spec.store)
+    runs = RunStore(store)
+    run_id = run_id_of(store.uri)
+    benchmark, splits = _splits(spec)
+    wire = spec.model_dump(mode="json", by_alias=True)
+    manifest = runs.read_manifest()
+    if manifest is not None:
+        if manifest.splits_fingerprint != splits.fingerprint():
+            raise SpecError(f"store {store.uri} holds a run with different splits; use a new run directory")
+        diffs = spec_differences(manifest.spec, wire)
+        if diffs:
+            raise SpecError(f"store {store.uri} holds run {manifest.run_id} with a different spec "
+                            f"(fields: {', '.join(diffs)}); resume with the same spec or use a new run directory")
+        done = runs.read_result()
+        if done is not None and done.iterations_completed >= spec.iterations:
+            log(f"run {manifest.run_id} is already complete")
+            return done
+        manifest = manifest.model_copy(update={"spec": wire, "status": "running", "reason": None})
+    else:
+        manifest = Manifest(run_id=run_id, w4s_version=__version__, created=now(), updated=now(),
+                            status="running", splits_fingerprint=splits.fingerprint(), spec=wire)
+    runs.write_manifest(manifest)
+
+    ledger = Ledger(spec.budget.max_cost)
+    pool = WorkerPool(spec.sandbox.concurrency, spec.sandbox.worker_memory_mb)
+    try:
+        async with Endpoints(spec, ledger, log) as endpoints:
+            optimizer = Optimizer(
+                spec=spec, run_id=manifest.run_id, benchmark=benchmark, splits=splits,
+                meta=MetaAgent(endpoints.meta, spec.meta_agent, spec.seed),
+                evaluator=Evaluator(pool, endpoints.executors, benchmark, spec.sandbox, spec.seed),
+                ledger=ledger, runs=runs, reporter=reporter)
+            result = await optimizer.run()
+    except BudgetExceeded as err:
+        result = _partial_result(runs, manifest.run_id, "stopped", str(err), ledger)
+    except ProviderError as err:
+        result = _partial_result(runs, manifest.run_id, "failed", f"LLM provider error: {err}", ledger)
+    finally:
+        await pool.close()
+    runs.write_manifest(manifest.model_copy(update={"status": result.status, "reason": result.reason}))
+    return result
