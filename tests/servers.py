@@ -102,6 +102,15 @@ def s3_client(endpoint_url: str, access_key: str, secret_key: str, region: str =
         aws_secret_access_key=secret_key, config=Config(**options))
 
 
+def _stop_weed(proc: subprocess.Popen[bytes], ports: dict[str, int]) -> None:
+    """Stop weed, then remove the gRPC unix sockets it puts in /tmp (a fixed path, not TMPDIR) and leaves
+    behind when stopped within a second or two of starting."""
+    stop_process(proc)
+    for port in ports.values():
+        for sock in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+            sock.unlink(missing_ok=True)
+
+
 @dataclass
 class SeaweedFS:
     """A running ``weed mini`` with an authenticated S3 gateway; ``env()`` gives what ``open_store`` needs."""
@@ -110,6 +119,7 @@ class SeaweedFS:
     access_key: str
     secret_key: str
     process: subprocess.Popen[bytes]
+    ports: dict[str, int]
     data_dir: Path
     log: Path
     start_seconds: float
@@ -132,7 +142,7 @@ class SeaweedFS:
         return name
 
     def stop(self) -> None:
-        stop_process(self.process)
+        _stop_weed(self.process, self.ports)
 
 
 def start_seaweedfs(tmp_dir: Path, *, timeout_s: float = 60.0, attempts: int = 3) -> SeaweedFS:
@@ -156,6 +166,7 @@ def start_seaweedfs(tmp_dir: Path, *, timeout_s: float = 60.0, attempts: int = 3
         data_dir = tmp_dir / f"data-{attempt}"
         data_dir.mkdir()
         log = tmp_dir / f"weed-{attempt}.log"
+        # admin.* too: -admin.ui=false still starts the admin server on its fixed default ports.
         ports = {name: free_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
             "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")}
@@ -184,10 +195,10 @@ def start_seaweedfs(tmp_dir: Path, *, timeout_s: float = 60.0, attempts: int = 3
         try:
             wait_until(s3_answers, timeout_s=timeout_s, what=f"SeaweedFS ({' '.join(cmd)})", proc=proc, log=log)
         except RuntimeError:
-            stop_process(proc)
+            _stop_weed(proc, ports)
             if attempt < attempts and "address already in use" in log_tail(log):
                 attempt += 1
                 continue
             raise
-        return SeaweedFS(endpoint_url, access_key, secret_key, proc, data_dir, log,
+        return SeaweedFS(endpoint_url, access_key, secret_key, proc, ports, data_dir, log,
                          start_seconds=time.monotonic() - started)

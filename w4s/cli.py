@@ -59,20 +59,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
-# Local CPU inference runs a few tokens per second per core: keep the embedded default's splits small unless the
-# user asked for sizes.
+# Local CPU inference runs tens of tokens per second and the llama.cpp server answers one request at a time:
+# keep the embedded default's splits small and its concurrency low unless the user set them.
 EMBEDDED_PUBLIC_SIZE = 8
+EMBEDDED_CONCURRENCY = 2
 
 
-def _embedded_split_defaults(spec: Any, given: dict[str, Any], console: Console) -> dict[str, Any]:
+def _given(section: dict[str, Any], camel: str, snake: str) -> bool:
+    return camel in section or snake in section
+
+
+def _embedded_defaults(spec: Any, merged: dict[str, Any], console: Console) -> dict[str, Any]:
+    splits, sandbox = merged.get("splits") or {}, merged.get("sandbox") or {}
     defaults: dict[str, Any] = {}
-    if "publicSize" not in given and "public_size" not in given:
-        defaults["publicSize"] = EMBEDDED_PUBLIC_SIZE
-    if "testSize" not in given and "test_size" not in given:
-        defaults["testSize"] = spec.splits.validation_size
+    if not _given(splits, "publicSize", "public_size"):
+        defaults.setdefault("splits", {})["publicSize"] = EMBEDDED_PUBLIC_SIZE
+    if not _given(splits, "testSize", "test_size"):
+        defaults.setdefault("splits", {})["testSize"] = spec.splits.validation_size
+    if not _given(sandbox, "concurrency", "concurrency"):
+        defaults["sandbox"] = {"concurrency": EMBEDDED_CONCURRENCY}
     if defaults:
-        console.print(f"[dim]embedded models on CPU: using {defaults} (set the sizes to override)[/dim]")
-    return {"splits": defaults}
+        console.print(f"[dim]embedded models on CPU: using {defaults} (set them to override)[/dim]")
+    return defaults
 
 
 def cmd_optimize(args: argparse.Namespace, console: Console) -> int:
@@ -80,7 +88,7 @@ def cmd_optimize(args: argparse.Namespace, console: Console) -> int:
     merged = merge(base, _overrides(args))
     spec = parse_spec(merged, source=args.config or "command line")
     if spec.uses_embedded:
-        merged = merge(_embedded_split_defaults(spec, merged.get("splits") or {}, console), merged)
+        merged = merge(_embedded_defaults(spec, merged, console), merged)
         spec = parse_spec(merged, source=args.config or "command line")
     reporter = ConsoleReporter(console, spec.iterations, spec.candidates_per_iteration)
     try:

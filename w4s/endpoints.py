@@ -3,7 +3,6 @@ credentials read, and the embedded models served locally when the spec asks for 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from types import TracebackType
@@ -38,8 +37,9 @@ class Endpoints:
             from w4s.embedded.llama_server import serve_embedded
 
             self.log(f"serving embedded model {endpoint.model} locally (first run downloads its weights)")
-            self._servers[endpoint.model] = await asyncio.to_thread(serve_embedded, endpoint.model,
-                                                                    progress=self.log)
+            # Started from the main thread on purpose: the server's parent-death signal is tied to the thread
+            # that forked it, and nothing else runs on the event loop yet.
+            self._servers[endpoint.model] = serve_embedded(endpoint.model, progress=self.log)
         return self._servers[endpoint.model].base_url
 
     async def _client(self, endpoint: EndpointSpec, role: str) -> LLMClient:
@@ -66,7 +66,7 @@ class Endpoints:
             await provider.aclose()
         for server in self._servers.values():
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(server.stop)
+                server.stop()
         self._servers.clear()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -8,6 +8,7 @@ talks the same OpenAI HTTP API it uses for hosted providers and vLLM.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import os
 import signal
@@ -52,6 +53,16 @@ def _free_port() -> int:
 def _default_threads() -> int:
     """All CPUs this process may use: the meta-agent and executor servers take turns, rarely running at once."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the server when the process that started it dies, even by SIGKILL, so a killed
+    runner never leaves a model server holding gigabytes of memory and a port."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LlamaServer:
@@ -118,7 +129,7 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self._proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         atexit.register(self.stop)
         try:
             self._wait_ready()

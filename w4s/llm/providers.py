@@ -1,19 +1,22 @@
 """HTTP clients for the three provider wire formats, on one async interface.
 
-Written on httpx rather than the vendor SDKs so that every call has the same explicit timeout, the same
+Written on aiohttp rather than the vendor SDKs so that every call has the same explicit timeout, the same
 classification of retryable errors (429, 5xx, timeouts, dropped connections) and no hidden SDK retries that
-would multiply cost behind the ledger's back.
+would multiply cost behind the ledger's back. aiohttp rather than httpx because evaluation keeps dozens of
+calls in flight: httpx's connection pool spends milliseconds of CPU per request at that concurrency (measured
+with bench/eval_overhead.py), which adds straight onto every evaluation's wall time.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from w4s.errors import ProviderError, TransientProviderError, W4SError
 from w4s.spec import EndpointSpec
@@ -41,8 +44,7 @@ class ChatResult:
     output_tokens: int
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -52,37 +54,46 @@ def _retry_after(response: httpx.Response) -> float | None:
 class ChatProvider(abc.ABC):
     """One model behind one endpoint."""
 
-    def __init__(self, endpoint: EndpointSpec, base_url: str, api_key: str | None,
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, endpoint: EndpointSpec, base_url: str, api_key: str | None) -> None:
         self.endpoint = endpoint
         self.model = endpoint.model
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(endpoint.request_timeout, connect=min(30.0, endpoint.request_timeout)),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=endpoint.request_timeout,
+                                              connect=min(30.0, endpoint.request_timeout))
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """Created on first use, inside the event loop that will use it (aiohttp binds sessions to a loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        return self._session
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:
-            response = await self._client.post(url, json=body, headers=headers)
-        except httpx.TimeoutException as err:
-            raise TransientProviderError(f"{self.model}: request to {url} timed out ({type(err).__name__})") from None
-        except httpx.TransportError as err:
-            raise TransientProviderError(f"{self.model}: cannot reach {url}: {err}") from None
-        if response.status_code in _TRANSIENT_STATUS:
-            err = TransientProviderError(f"{self.model}: HTTP {response.status_code}: {response.text[:300]}")
-            err.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+            async with self._client().post(url, json=body, headers=headers) as response:
+                status, text = response.status, await response.text()
+                retry_after = _retry_after(response.headers.get("retry-after"))
+        except TimeoutError:
+            raise TransientProviderError(f"{self.model}: request to {url} timed out after "
+                                         f"{self._timeout.total:g} s") from None
+        except aiohttp.ClientError as err:
+            raise TransientProviderError(f"{self.model}: cannot reach {url}: {type(err).__name__}: {err}") from None
+        if status in _TRANSIENT_STATUS:
+            err = TransientProviderError(f"{self.model}: HTTP {status}: {text[:300]}")
+            err.retry_after = retry_after  # type: ignore[attr-defined]
             raise err
-        if response.status_code >= 400:
-            raise ProviderError(f"{self.model}: HTTP {response.status_code} from {url}: {response.text[:500]}",
-                                status=response.status_code)
+        if status >= 400:
+            raise ProviderError(f"{self.model}: HTTP {status} from {url}: {text[:500]}", status=status)
         try:
-            return response.json()
+            return json.loads(text)
         except ValueError:
             raise TransientProviderError(f"{self.model}: non-JSON reply from {url}") from None
 

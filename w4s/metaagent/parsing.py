@@ -56,8 +56,9 @@ def check_workflow_code(code: str) -> None:
 
 
 def parse_action(reply: str) -> Action:
-    code, start = _find_code(reply)
+    text = reply.replace("\r\n", "\n")  # CRLF replies would otherwise leave "\r" inside the workflow code
+    code, start = _find_code(text)
     code = code.strip("\n").rstrip() + "\n"
     check_workflow_code(code)
-    analysis = re.sub(r"^#+\s*(analysis|workflow)\s*:?\s*$", "", reply[:start], flags=re.IGNORECASE | re.MULTILINE)
+    analysis = re.sub(r"^#+\s*(analysis|workflow)\s*:?\s*$", "", text[:start], flags=re.IGNORECASE | re.MULTILINE)
     return Action(reply=reply, analysis=analysis.strip(), code=code)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create .venv and install w4s with the given extras (default: serve). Idempotent: a second run only checks.
+# llama-cpp-python (the `serve` extra) compiles llama.cpp once (~5 min on 2 cores); pip caches the wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-serve}"
+python="${PYTHON:-python3}"
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "w4s needs Python >= 3.11 (found: $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+missing=()
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+"$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing build tools: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "please install: ${missing[*]} (needed to build llama-cpp-python)" >&2
+    exit 1
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
+.venv/bin/python -m pip install --disable-pip-version-check -q --upgrade "pip>=24"
+echo "installing w4s[$extras] into .venv (the first build of llama-cpp-python takes a few minutes)"
+.venv/bin/python -m pip install --disable-pip-version-check -q -e ".[$extras]"
