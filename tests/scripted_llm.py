@@ -203,7 +203,11 @@ class ScriptedLLM:
     """
 
     def __init__(self, responder: Callable[[Call], Reply], *, latency_s: float = 0.0,
-                 models: Sequence[str] = ("scripted-model",), ready_timeout_s: float = 10.0) -> None:
+                 models: Sequence[str] = ("scripted-model",), ready_timeout_s: float = 10.0,
+                 loop: str = "asyncio") -> None:
+        # loop="auto" picks uvloop when installed; only a server in its own process may use it, because uvicorn
+        # installs it as the process-wide event loop policy. HTTP parsing uses httptools when installed.
+        self.loop = loop
         self.responder = responder
         self.latency_s = latency_s
         self.models = tuple(models)
@@ -334,7 +338,7 @@ class ScriptedLLM:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         config = uvicorn.Config(
-            self.app, loop="asyncio", http="h11", lifespan="off", access_log=False, log_config=None,
+            self.app, loop=self.loop, http="auto", lifespan="off", access_log=False, log_config=None,
             log_level="warning", limit_concurrency=None, backlog=4096, timeout_keep_alive=300,
             timeout_graceful_shutdown=2,
         )
@@ -439,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with ScriptedLLM(resolve_responder(args.responder), latency_s=args.latency) as server:
+    with ScriptedLLM(resolve_responder(args.responder), latency_s=args.latency, loop="auto") as server:
         tmp = args.port_file.with_name(args.port_file.name + ".tmp")
         tmp.write_text(str(server.port))
         tmp.replace(args.port_file)  # atomic, so a poller never reads a partial port

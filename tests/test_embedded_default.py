@@ -4,11 +4,16 @@ command in miniature. Slow (a few minutes on 2 cores): it really serves Qwen2.5-
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from w4s.workflow.confine import descendants
 
 
 @pytest.mark.slow
@@ -44,3 +49,43 @@ def test_embedded_default_runs_a_real_optimization(tmp_path: Path) -> None:
     else:
         assert checkpoint["skipped"] and checkpoint["skipped_candidates"][0]["errors"]
     assert "def workflow" in (run_dir / "best_workflow.py").read_text()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_killed_runner_leaves_no_model_server(tmp_path: Path) -> None:
+    """SIGKILL gives the runner no chance to clean up: the servers' parent-death signal must end them."""
+    smol = "embedded:smollm2-135m-instruct"
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "w4s.cli", "optimize", "--meta-agent", smol, "--executor", smol, "--iterations", "1",
+         "--validation-size", "2", "--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test-must-not-leak"})
+    try:
+        deadline = time.monotonic() + 300
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline:
+            servers = [p for p in descendants(victim.pid) if "llama_cpp.server" in _cmdline(p)]
+            time.sleep(0.2)
+        assert servers, "the runner never started a model server"
+        # The model server does not inherit the runner's provider keys.
+        assert b"sk-test-must-not-leak" not in Path(f"/proc/{servers[0]}/environ").read_bytes()
+        # Wait until the run is evaluating (the server answered its warm-up), then kill the runner outright.
+        while not (tmp_path / "run" / "manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        gone_by = time.monotonic() + 30
+        while any(_cmdline(p) for p in servers) and time.monotonic() < gone_by:
+            time.sleep(0.2)
+        assert not [p for p in servers if "llama_cpp.server" in _cmdline(p)]
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.syntax import Syntax
 
 from w4s.console import ConsoleReporter, records_table, summary_table
 from w4s.errors import W4SError
@@ -118,11 +117,12 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     result = runs.read_result()
     if result is not None:
         console.print(summary_table(result))
-        console.print(Syntax(runs.store.get_text("best_workflow.py"), "python", line_numbers=False))
+        console.print("best workflow:")
+        console.print(runs.store.get_text("best_workflow.py"), markup=False, highlight=False, soft_wrap=True)
     elif checkpoints:
         best = checkpoints[-1].state.best
-        console.print(f"best so far (validation {best.score:.4f}):")
-        console.print(Syntax(best.code, "python"))
+        console.print(f"best workflow so far (validation {best.score:.4f}):")
+        console.print(best.code, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -153,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)
     try:
         if args.command == "optimize":
             return cmd_optimize(args, console)
         return cmd_show(args, console)
     except W4SError as err:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; run the same command again to resume")

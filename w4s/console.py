@@ -36,6 +36,10 @@ class ConsoleReporter(Reporter):
         self._where = f"iteration {iteration}/{self.iterations}{cand}"
         self._line(f"{self._where}: {text}")
 
+    def final_evaluation(self, size: int) -> None:
+        self._where = "final test evaluation"
+        self._line(f"evaluating the best workflow (by validation score) once on {size} test tasks")
+
     def samples(self, done: int, total: int) -> None:
         best = "-" if self.best is None else f"{self.best:.3f}"
         text = f"{self._where}: {done}/{total} tasks | best {best} | cost ${self.cost:.4f}"

@@ -11,7 +11,7 @@ from typing import Any
 from w4s.llm.client import LLMClient
 from w4s.llm.ledger import Ledger
 from w4s.llm.pricing import resolve_price
-from w4s.llm.providers import ChatProvider, build_provider
+from w4s.llm.providers import ChatProvider, api_key_for, build_provider
 from w4s.spec import EndpointSpec, OptimizationSpec
 
 
@@ -49,9 +49,15 @@ class Endpoints:
         self._providers.append(provider)
         return LLMClient(provider, price, self.ledger, role, endpoint.max_retries)
 
+    @staticmethod
+    def check(spec: OptimizationSpec) -> None:
+        """Fail before anything starts (or is written) if a price or a credential is missing."""
+        for endpoint in (spec.meta_agent, *spec.executors):
+            resolve_price(endpoint)
+            api_key_for(endpoint)
+
     async def __aenter__(self) -> Endpoints:
-        for endpoint in (self.spec.meta_agent, *self.spec.executors):
-            resolve_price(endpoint)  # every price is known before any server starts or any call is made
+        self.check(self.spec)
         try:
             self.meta = await self._client(self.spec.meta_agent, "meta_agent")
             for i, ex in enumerate(self.spec.executors):

@@ -175,7 +175,7 @@ class Optimizer:
         best = state.best
         test_score = None
         if self.splits.test:
-            self.reporter.phase(best.iteration, best.candidate, "evaluating the best workflow on the test split")
+            self.reporter.final_evaluation(len(self.splits.test))
             test = await self.evaluator.evaluate(best.code, self.splits.test, self.reporter.samples)
             self.runs.write_test_evaluation(test.to_json())
             test_score = test.score

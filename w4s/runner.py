@@ -10,7 +10,7 @@ from w4s import __version__
 from w4s.benchmarks import get_benchmark
 from w4s.benchmarks.splits import Splits, make_splits
 from w4s.endpoints import Endpoints
-from w4s.errors import BudgetExceeded, ProviderError, SpecError
+from w4s.errors import BudgetExceeded, ProviderError, SpecError, W4SError
 from w4s.evaluation import Evaluator
 from w4s.llm.ledger import Ledger
 from w4s.loop import Optimizer
@@ -73,6 +73,7 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     store = open_store(spec.store)
     runs = RunStore(store)
     run_id = run_id_of(store.uri)
+    Endpoints.check(spec)
     benchmark, splits = _splits(spec)
     wire = spec.model_dump(mode="json", by_alias=True)
     manifest = runs.read_manifest()
@@ -107,6 +108,9 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
         result = _partial_result(runs, manifest.run_id, "stopped", str(err), ledger)
     except ProviderError as err:
         result = _partial_result(runs, manifest.run_id, "failed", f"LLM provider error: {err}", ledger)
+    except W4SError as err:
+        runs.write_manifest(manifest.model_copy(update={"status": "failed", "reason": str(err)}))
+        raise
     finally:
         await pool.close()
     runs.write_manifest(manifest.model_copy(update={"status": result.status, "reason": result.reason}))

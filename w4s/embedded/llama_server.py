@@ -56,6 +56,14 @@ def _default_threads() -> int:
 
 
 _PR_SET_PDEATHSIG = 1
+_ENV_KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH"}
+_ENV_KEEP_PREFIXES = ("GGML_", "LLAMA_", "OPENBLAS_", "OMP_")
+
+
+def server_env() -> dict[str, str]:
+    """The runner's environment minus everything the model server has no use for, provider keys above all:
+    a model server is a long-lived process whose /proc environment other local processes may read."""
+    return {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
 
 
 def _die_with_parent() -> None:
@@ -129,7 +137,7 @@ class LlamaServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self._proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=server_env())
         atexit.register(self.stop)
         try:
             self._wait_ready()

@@ -12,11 +12,11 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from w4s.workflow.confine import end_group
 
 # Runs in the execute_code child: reads the code on stdin, calls solution(), writes JSON to the saved stdout.
 _EXEC_RUNNER = r"""
@@ -104,6 +104,9 @@ def _limit_child(memory_mb: int, cpu_seconds: int) -> Callable[[], None]:
 
 def _run_limited(runner: str, stdin: str, timeout: float, memory_mb: int) -> dict[str, Any]:
     """Run a runner script in a limited child; its process group is killed on timeout so nothing lingers."""
+    import subprocess  # imported here: most workflows never execute code, and worker start-up time adds up
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="w4s-exec-") as cwd:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-c", runner], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -117,8 +120,7 @@ def _run_limited(runner: str, stdin: str, timeout: float, memory_mb: int) -> dic
             proc.communicate()
             raise ExecutionError(f"code execution timed out after {timeout:g} s") from None
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
+            end_group(proc.pid)  # whatever the code forked dies with it, and is reaped by this subreaper
     if not out:
         reason = "ran out of memory" if "MemoryError" in err else f"exited with code {proc.returncode}"
         raise ExecutionError(f"code execution {reason}: {err.strip()[-800:]}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from w4s.errors import W4SError
+from w4s.workflow import confine
 
 LLMHandler = Callable[[dict[str, Any]], Awaitable[list[str]]]
 
@@ -116,10 +117,9 @@ class Worker:
         return self.proc.returncode is None
 
     async def kill(self) -> None:
-        """Kill the worker's whole process group (it may have execute_code children) and reap it."""
+        """Kill the worker and everything it started (it is a subreaper, so nothing escapes), then reap it."""
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, 9)
+            confine.kill_tree(self.proc.pid)
         await self.proc.wait()
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -13,7 +13,6 @@ Protocol (one JSON object per line):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import linecache
 import os
@@ -21,6 +20,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
+from w4s.workflow import confine
 from w4s.workflow.helper_api import Agent, LLMCallError
 
 _CODE_NAME = "<workflow>"
@@ -59,12 +59,12 @@ def _format_error(err: BaseException) -> str:
 
 
 def _compile(code: str, cache: dict[str, Any]) -> Any:
-    key = hashlib.sha256(code.encode()).hexdigest()
-    if key not in cache:
+    """Compile once per workflow: a worker runs many samples of the same code in a row."""
+    if code not in cache:
         cache.clear()
-        cache[key] = compile(code, _CODE_NAME, "exec")
+        cache[code] = compile(code, _CODE_NAME, "exec")
         linecache.cache[_CODE_NAME] = (len(code), None, code.splitlines(True), _CODE_NAME)
-    return cache[key]
+    return cache[code]
 
 
 def _jsonable(value: Any) -> Any:
@@ -95,6 +95,7 @@ def run_sample(channel: _Channel, message: dict[str, Any], cache: dict[str, Any]
 
 
 def main() -> None:
+    confine.become_subreaper()
     protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     channel = _Channel(sys.stdin, protocol_out)
@@ -102,7 +103,9 @@ def main() -> None:
     channel.send({"op": "ready", "pid": os.getpid()})
     while (message := channel.receive()) is not None:
         if message.get("op") == "run":
-            channel.send(run_sample(channel, message, cache))
+            reply = run_sample(channel, message, cache)
+            confine.kill_strays()  # nothing a sample started may outlive it
+            channel.send(reply)
 
 
 if __name__ == "__main__":

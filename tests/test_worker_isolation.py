@@ -1,0 +1,495 @@
+"""Untrusted workflow code in worker processes: separate process, no credentials, wall-clock and memory limits,
+execute_code's limited child, a protocol that prints cannot corrupt, and the helper API's LLM paths through the
+real Evaluator (against the scripted server, a stand-in for remote LLM APIs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import textwrap
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from scripted_llm import Call, ScriptedLLM
+
+from w4s.benchmarks.base import Benchmark, Sample
+from w4s.evaluation import Evaluation, Evaluator
+from w4s.llm.client import LLMClient
+from w4s.llm.ledger import Ledger
+from w4s.llm.pricing import resolve_price
+from w4s.llm.providers import build_provider
+from w4s.spec import ExecutorSpec, SandboxSpec
+from w4s.workflow.confine import descendants
+from w4s.workflow.pool import LLMRequestRejected, SampleOutcome, WorkerPool
+
+LIMITS = {"execute_code_timeout": 1.0, "execute_code_memory_mb": 256, "json_retries": 1}
+FREE = {"inputPerMtok": "0", "outputPerMtok": "0"}
+EXECUTOR_MODEL = "scripted-executor"
+
+PID_WORKFLOW = '''
+def workflow(agent, task):
+    import os
+    return {"answer": os.getpid()}
+'''
+
+# Lists this process's children and tells whether a PID is still a live (non-zombie) process.
+PROC_HELPERS = '''
+import os
+
+
+def children():
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+'''
+
+
+def message(code: str, task: str = "task", context: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"code": textwrap.dedent(code), "task": task, "context": context or {}, "limits": LIMITS}
+
+
+async def no_llm(request: dict[str, Any]) -> list[str]:
+    raise LLMRequestRejected("this test's workflows make no LLM calls")
+
+
+@asynccontextmanager
+async def worker_pool(size: int = 1, memory_mb: int = 1024) -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(size, memory_mb)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def run_in_pool(codes: Sequence[str], timeout: float = 10.0, memory_mb: int = 1024) -> list[SampleOutcome]:
+    """Run samples one after another in a pool of one worker."""
+    async def go() -> list[SampleOutcome]:
+        async with worker_pool(1, memory_mb) as pool:
+            return [await pool.run(message(code), no_llm, timeout) for code in codes]
+    return asyncio.run(go())
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# -- process isolation ---------------------------------------------------------------------------------------
+
+
+def test_workflow_runs_in_another_process() -> None:
+    async def go() -> tuple[SampleOutcome, int, int]:
+        async with worker_pool() as pool, pool.lease() as worker:
+            outcome = await worker.run(message(PID_WORKFLOW), no_llm)
+            return outcome, worker.proc.pid, os.getpgid(worker.proc.pid)
+
+    outcome, worker_pid, worker_pgid = asyncio.run(go())
+    assert outcome.error is None
+    assert outcome.answer == worker_pid != os.getpid()
+    assert worker_pgid == worker_pid != os.getpgid(0)  # its own process group, so a kill takes its children too
+    assert gone(worker_pid)  # the pool was closed: the worker is killed and reaped
+
+
+def test_workflow_does_not_see_the_runners_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    (env_outcome, exec_outcome) = run_in_pool([
+        '''
+        def workflow(agent, task):
+            import os
+            return {"answer": dict(os.environ)}
+        ''',
+        '''
+        def workflow(agent, task):
+            return {"answer": agent.execute_code(
+                "import os\\ndef solution():\\n    return dict(os.environ)\\n")}
+        ''',
+    ])
+    for outcome in (env_outcome, exec_outcome):
+        assert outcome.error is None and isinstance(outcome.answer, dict)
+        dumped = json.dumps(outcome.answer)
+        assert "sk-secret" not in dumped and "aws-secret" not in dumped
+        assert "OPENAI_API_KEY" not in outcome.answer
+        assert set(outcome.answer) <= {"PATH", "LANG", "HOME", "PYTHONHASHSEED", "LC_CTYPE"}
+
+
+def test_infinite_loop_is_stopped_and_the_pool_keeps_working() -> None:
+    first, looped, after = run_in_pool([PID_WORKFLOW, '''
+        def workflow(agent, task):
+            while True:
+                pass
+        ''', PID_WORKFLOW], timeout=1.0)
+    assert first.error is None and isinstance(first.answer, int)
+    assert looped.error == "sample timed out after 1 s"
+    assert 1.0 <= looped.seconds < 3.0
+    assert gone(first.answer)  # the looping worker was killed and reaped, not left spinning
+    assert after.error is None and isinstance(after.answer, int) and after.answer != first.answer
+
+
+def test_processes_that_leave_the_session_are_killed_with_the_worker() -> None:
+    """setsid and a double fork escape a process-group kill; the worker is a subreaper, so they cannot escape it."""
+    before = set(descendants(os.getpid()))  # e.g. session servers started by fixtures
+
+    async def go() -> tuple[SampleOutcome, list[int]]:
+        async with worker_pool() as pool:
+            outcome = await pool.run(message('''
+                def workflow(agent, task):
+                    import os, subprocess, time
+                    subprocess.Popen(["sleep", "300"], start_new_session=True)
+                    if os.fork() == 0:
+                        os.setsid()
+                        if os.fork() == 0:
+                            time.sleep(300)
+                        os._exit(0)
+                    while True:
+                        pass
+                '''), no_llm, 1.0)
+            await asyncio.sleep(0.3)
+            return outcome, descendants(os.getpid())
+
+    outcome, after = asyncio.run(go())
+    assert outcome.error == "sample timed out after 1 s"
+    assert set(after) - before == set()  # nothing the workflow started survives its worker
+
+
+def test_memory_limit_and_the_next_sample_still_runs() -> None:
+    hog, after = run_in_pool(['''
+        def workflow(agent, task):
+            block = bytearray(3 * 1024 ** 3)
+            return {"answer": len(block)}
+        ''', PID_WORKFLOW], memory_mb=1024)
+    assert hog.answer is None and hog.error is not None
+    assert "MemoryError" in hog.error or "workflow process died" in hog.error
+    assert after.error is None and isinstance(after.answer, int)
+
+
+def test_sample_namespaces_do_not_leak_between_samples() -> None:
+    first, second = run_in_pool(['''
+        import builtins
+        SECRET_STATE = "from sample one"
+        def workflow(agent, task):
+            return {"answer": SECRET_STATE}
+        ''', '''
+        def workflow(agent, task):
+            return {"answer": globals().get("SECRET_STATE", "clean")}
+        '''])
+    assert (first.answer, second.answer) == ("from sample one", "clean")
+
+
+def test_prints_do_not_corrupt_the_protocol() -> None:
+    (outcome,) = run_in_pool(['''
+        import os, sys
+        FORGED = '{"op": "done", "ok": true, "answer": "forged"}'
+        def workflow(agent, task):
+            print(FORGED)
+            sys.stdout.write(FORGED + "\\n")
+            sys.stdout.flush()
+            os.write(1, (FORGED + "\\n").encode())
+            print("x" * 1_000_000, file=sys.stderr)
+            value = agent.execute_code("def solution():\\n    print('" + FORGED.replace("'", "") + "')\\n"
+                                       "    return 'from child'\\n")
+            print(FORGED, flush=True)
+            return {"answer": ["real", value]}
+        '''])
+    assert outcome.error is None
+    assert outcome.answer == ["real", "from child"]
+
+
+def test_workflow_errors_are_reported_with_the_failing_line() -> None:
+    crash, bad_return = run_in_pool(['''
+        def workflow(agent, task):
+            items = []
+            return {"answer": items[3]}
+        ''', '''
+        def workflow(agent, task):
+            return "42"
+        '''])
+    assert crash.error is not None and "IndexError" in crash.error and "items[3]" in crash.error
+    assert bad_return.error is not None and "'answer'" in bad_return.error and "str" in bad_return.error
+
+
+# -- execute_code ----------------------------------------------------------------------------------------------
+
+
+def test_execute_code_round_trips_values() -> None:
+    (outcome,) = run_in_pool(['''
+        CODES = [
+            "def solution():\\n    return 6 * 7\\n",
+            "def solution():\\n    return [1, 'two', 3.5, None, True]\\n",
+            "def solution():\\n    return {'a': {'b': [1, 2]}, 'c': -0.25}\\n",
+            "def solution():\\n    return (1, 2)\\n",
+        ]
+        def workflow(agent, task):
+            return {"answer": [agent.execute_code(code) for code in CODES]}
+        '''])
+    assert outcome.error is None
+    assert outcome.answer == [42, [1, "two", 3.5, None, True], {"a": {"b": [1, 2]}, "c": -0.25}, [1, 2]]
+
+
+def test_execute_code_errors_are_clear() -> None:
+    (outcome,) = run_in_pool(['''
+        def attempt(agent, code):
+            try:
+                agent.execute_code(code)
+            except Exception as err:
+                return f"{type(err).__name__}: {err}"
+            return "no error"
+
+        def workflow(agent, task):
+            return {"answer": [attempt(agent, "x = 1\\n"), attempt(agent, "def solution():\\n    return 1 / 0\\n"),
+                               attempt(agent, "def solution(:\\n")]}
+        '''])
+    assert outcome.error is None
+    no_solution, raised, syntax = outcome.answer
+    assert no_solution.startswith("ExecutionError") and "solution()" in no_solution
+    assert raised.startswith("ExecutionError") and "ZeroDivisionError" in raised
+    assert syntax.startswith("ExecutionError") and "SyntaxError" in syntax
+
+
+def test_execute_code_infinite_loop_times_out_and_leaves_no_process() -> None:
+    code = PROC_HELPERS + '''
+import time
+
+CHILD_CODE = """
+import os
+def solution():
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            pass
+    with open(MARKER, "w") as f:
+        f.write(str(pid))
+    while True:
+        pass
+"""
+
+
+def workflow(agent, task):
+    marker = os.path.join(os.getcwd(), "grandchild.pid")
+    started = time.monotonic()
+    try:
+        agent.execute_code(f"MARKER = {marker!r}\\n" + CHILD_CODE)
+        error = "no error"
+    except Exception as err:
+        error = f"{type(err).__name__}: {err}"
+    elapsed = time.monotonic() - started
+    with open(marker) as f:
+        grandchild = int(f.read())
+    return {"answer": {"error": error, "elapsed": elapsed, "children": children(), "grandchild": grandchild,
+                       "grandchild_alive": alive(grandchild)}}
+'''
+    (outcome,) = run_in_pool([code], timeout=10.0)
+    assert outcome.error is None, outcome.error
+    result = outcome.answer
+    if result["grandchild_alive"]:  # do not leave it spinning when the assertion below fails
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(result["grandchild"], 9)
+    assert result["error"] == "ExecutionError: code execution timed out after 1 s"
+    assert 1.0 <= result["elapsed"] < 2.5
+    assert result["children"] == []  # the execute_code child was killed and reaped
+    assert not result["grandchild_alive"]  # and so was everything it started
+
+
+def test_execute_code_timeout_argument_cannot_exceed_the_limit() -> None:
+    (outcome,) = run_in_pool(['''
+        import time
+        def workflow(agent, task):
+            started = time.monotonic()
+            try:
+                agent.execute_code("def solution():\\n    while True:\\n        pass\\n", timeout=3600)
+            except Exception as err:
+                return {"answer": [str(err), time.monotonic() - started]}
+            return {"answer": "finished"}
+        '''])
+    message, elapsed = outcome.answer
+    assert "timed out after 1 s" in message and elapsed < 2.5
+
+
+# -- LLM calls through the Evaluator (scripted server) ---------------------------------------------------------
+
+
+class _Bench(Benchmark):
+    name = "synthetic"
+    task_description = "tests"
+    example_workflow = PID_WORKFLOW
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self._samples = list(samples)
+
+    def load(self) -> list[Sample]:
+        return self._samples
+
+    def score(self, prediction: Any, sample: Sample) -> float:
+        return float(str(prediction) == sample.answer)
+
+
+def executor(server: ScriptedLLM, name: str = "default", model: str = EXECUTOR_MODEL) -> ExecutorSpec:
+    return ExecutorSpec(name=name, provider="openai-compatible", model=model, base_url=server.base_url, price=FREE,
+                        max_retries=0)
+
+
+def evaluate(code: str, samples: Sequence[Sample], executors: Sequence[ExecutorSpec], **sandbox: Any) -> Evaluation:
+    spec = SandboxSpec(**{"concurrency": 2, "sample_timeout_seconds": "20", "execute_code_timeout_seconds": "2",
+                          "json_retries": 1, **sandbox})
+
+    async def go() -> Evaluation:
+        ledger = Ledger()
+        clients = {e.name: LLMClient(build_provider(e), resolve_price(e), ledger, e.name, e.max_retries)
+                   for e in executors}
+        pool = WorkerPool(spec.concurrency, spec.worker_memory_mb)
+        try:
+            return await Evaluator(pool, clients, _Bench(samples), spec, seed=0).evaluate(textwrap.dedent(code),
+                                                                                         samples)
+        finally:
+            await pool.close()
+            for client in clients.values():
+                await client.provider.aclose()
+
+    return asyncio.run(go())
+
+
+def sample(question: str = "What is 3 + 4?", answer: str = "7", **fields: Any) -> Sample:
+    return Sample(id=f"s-{abs(hash(question))}", question=question, answer=answer, **fields)
+
+
+ASK = '''
+def workflow(agent, task):
+    return {"answer": agent.call_llm([{"role": "user", "content": task}], temperature=0.0)[0]}
+'''
+
+
+def test_llm_calls_are_limited_per_sample_scripted_llm() -> None:
+    with ScriptedLLM(lambda call: "7") as server:
+        evaluation = evaluate('''
+            def workflow(agent, task):
+                for _ in range(5):
+                    last = agent.call_llm([{"role": "user", "content": task}])[0]
+                return {"answer": last}
+            ''', [sample()], [executor(server)], max_llm_calls_per_sample=3)
+        calls = server.calls
+    (result,) = evaluation.results
+    assert len(calls) == 3
+    assert result.score == 0.0 and result.error is not None
+    assert "LLMCallError" in result.error and "sandbox.maxLlmCallsPerSample" in result.error
+    # Under the limit, the same evaluation scores.
+    with ScriptedLLM(lambda call: "7") as server:
+        assert evaluate(ASK, [sample()], [executor(server)], max_llm_calls_per_sample=1).score == 1.0
+
+
+def test_unknown_executor_lists_the_available_ones_scripted_llm() -> None:
+    with ScriptedLLM(lambda call: f"answer from {call.model}") as server:
+        evaluation = evaluate('''
+            def workflow(agent, task):
+                if "strong" in task:
+                    return {"answer": agent.call_llm([{"role": "user", "content": task}], model="strong")[0]}
+                return {"answer": agent.call_llm([{"role": "user", "content": task}], model="gpt-9")[0]}
+            ''', [sample("use strong", "answer from big-model"), sample("use typo", "x")],
+            [executor(server), executor(server, "strong", "big-model")])
+        calls = server.calls
+    routed, unknown = evaluation.results
+    assert routed.error is None and routed.score == 1.0
+    assert [c.call.model for c in calls] == ["big-model"]  # the unknown name never reached a provider
+    assert unknown.error is not None and "unknown executor 'gpt-9'" in unknown.error
+    assert "['default', 'strong']" in unknown.error
+
+
+JSON_ASK = '''
+def workflow(agent, task):
+    reply = agent.call_json_format_llm([{"role": "user", "content": task}], temperature=0.0,
+                                       return_dict_keys=["reasoning", "answer"])[0]
+    return {"answer": reply["answer"]}
+'''
+
+
+def replies(*texts: str) -> Callable[[Call], str]:
+    """A responder that answers with ``texts`` in order, then repeats the last."""
+    counter = itertools.count()
+    return lambda call: texts[min(next(counter), len(texts) - 1)]
+
+
+def test_json_format_reasks_on_malformed_reply_scripted_llm() -> None:
+    good = '```json\n{"reasoning": "3 + 4", "answer": "7"}\n```'
+    with ScriptedLLM(replies("The answer is 7, I think.", good)) as server:
+        evaluation = evaluate(JSON_ASK, [sample()], [executor(server)])
+        calls = [e.call for e in server.calls]
+    (result,) = evaluation.results
+    assert result.error is None and result.score == 1.0
+    assert len(calls) == 2 and all(c.json_mode for c in calls)
+    assert "JSON" in calls[0].messages[0]["content"] and "'reasoning', 'answer'" in calls[0].messages[0]["content"]
+    # The re-ask shows the executor its unusable reply and names the keys again.
+    assert calls[1].messages[-2] == {"role": "assistant", "content": "The answer is 7, I think."}
+    assert calls[1].messages[-1]["role"] == "user" and "'reasoning', 'answer'" in calls[1].messages[-1]["content"]
+
+
+def test_json_format_gives_up_after_the_retries_scripted_llm() -> None:
+    with ScriptedLLM(replies('{"reasoning": "no answer key"}')) as server:
+        evaluation = evaluate(JSON_ASK, [sample()], [executor(server)], json_retries=2)
+        calls = server.calls
+    (result,) = evaluation.results
+    assert len(calls) == 3  # the first reply and json_retries=2 re-asks
+    assert result.score == 0.0 and result.error is not None
+    assert "JSONFormatError" in result.error and "after 3 tries" in result.error and "answer" in result.error
+
+
+TESTS = ("assert add(1, 2) == 3", "assert add(-1, 1) == 0")
+REPAIR = '''
+def workflow(agent, task):
+    candidate = task.split("|", 1)[1]
+    return {"answer": agent.test_on_public_test(task, candidate, "add", test_loop=2)}
+'''
+
+
+def repair_responder(call: Call) -> str:
+    prompt = call.messages[-1]["content"]
+    code = "def add(a, b):\n    return 0" if "HOPELESS" in prompt else "def add(a, b):\n    return a + b"
+    return json.dumps({"reflection": "subtracts instead of adding", "code": f"```python\n{code}\n```"})
+
+
+def test_public_tests_run_and_failures_are_repaired_by_the_executor_scripted_llm() -> None:
+    samples = [sample("GOOD|def add(a, b):\n    return a + b", "x", public_tests=TESTS, entry_point="add"),
+               sample("FIXABLE|def add(a, b):\n    return a - b", "x", public_tests=TESTS, entry_point="add"),
+               sample("HOPELESS|def add(a, b):\n    return a * b", "x", public_tests=TESTS, entry_point="add"),
+               sample("NOTESTS|def add(a, b):\n    return a", "x")]
+    with ScriptedLLM(repair_responder) as server:
+        evaluation = evaluate(REPAIR, samples, [executor(server)])
+        calls = [e.call for e in server.calls]
+    good, fixable, hopeless, no_tests = (r.answer for r in evaluation.results)
+    assert all(r.error is None for r in evaluation.results), [r.error for r in evaluation.results]
+    assert good == {"result": True, "solution": "def add(a, b):\n    return a + b", "feedback": "no error",
+                    "count": 0}
+    assert fixable["result"] is True and fixable["count"] == 1
+    assert fixable["solution"] == "def add(a, b):\n    return a + b"
+    assert hopeless["result"] is False and hopeless["count"] == 2
+    assert "AssertionError" in hopeless["feedback"] and "assert add(1, 2) == 3" in hopeless["feedback"]
+    assert no_tests["result"] is True and no_tests["count"] == 0
+    # Repairs go to the executor: one for FIXABLE, test_loop=2 for HOPELESS, none for GOOD or NOTESTS.
+    prompts = [c.messages[-1]["content"] for c in calls]
+    assert len(calls) == 3 and all(c.model == EXECUTOR_MODEL and c.json_mode for c in calls)
+    assert sum("FIXABLE" in p for p in prompts) == 1 and sum("HOPELESS" in p for p in prompts) == 2
+    fix_prompt = next(p for p in prompts if "FIXABLE" in p)
+    assert "return a - b" in fix_prompt and "assert add(1, 2) == 3" in fix_prompt
+    assert "assert add(-1, 1) == 0" in fix_prompt  # every failing test is reported, not only the first
