@@ -137,6 +137,32 @@ def test_workflow_does_not_see_the_runners_environment(monkeypatch: pytest.Monke
         assert set(outcome.answer) <= {"PATH", "LANG", "HOME", "PYTHONHASHSEED", "LC_CTYPE"}
 
 
+def test_workflow_has_no_network_not_even_loopback() -> None:
+    """A listening socket on the runner's loopback (where local model servers live) is out of reach."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # reachable from the runner itself
+        (outcome,) = run_in_pool([f'''
+            def workflow(agent, task):
+                import socket
+                s = socket.socket()
+                s.settimeout(2)
+                direct = s.connect_ex(("127.0.0.1", {port}))
+                nested = agent.execute_code(
+                    "import socket\\ndef solution():\\n    s = socket.socket()\\n    s.settimeout(2)\\n"
+                    "    return s.connect_ex(('127.0.0.1', {port}))\\n")
+                return {{"answer": [direct, nested]}}
+            '''])
+    assert outcome.error is None, outcome.error
+    direct, nested = outcome.answer
+    assert direct != 0 and nested != 0  # connection refused/unreachable, never established
+
+
 def test_infinite_loop_is_stopped_and_the_pool_keeps_working() -> None:
     first, looped, after = run_in_pool([PID_WORKFLOW, '''
         def workflow(agent, task):

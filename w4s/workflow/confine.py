@@ -1,7 +1,10 @@
 """Keeping a worker's processes contained, short of a real sandbox (the sandbox issue adds gVisor).
 
-A worker is a child subreaper: anything it starts, even with ``setsid`` and a double fork, stays below it in the
-process tree, so killing the tree from the top leaves nothing running. A process group kill would miss those.
+- A worker starts in a network namespace of its own (a user namespace too when not root), so it has no network
+  at all, not even loopback: its only way to an LLM is the pipe to the runner, which checks and counts the call.
+- A worker is a child subreaper: anything it starts, even with ``setsid`` and a double fork, stays below it in
+  the process tree, so killing the tree from the top leaves nothing running. A process group kill would miss
+  those.
 
 Not covered here: a worker runs as the runner's user, so it can read other same-user processes' ``/proc`` files
 (a runner started from a shell that exported a key: the shell's environment). Only a separate user or PID
@@ -19,6 +22,8 @@ import signal
 import time
 
 _PR_SET_CHILD_SUBREAPER = 36
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -26,6 +31,18 @@ def _prctl(option: int, arg: int) -> None:
     if _LIBC.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl({option}, {arg}): {os.strerror(err)}")
+
+
+def isolate_network() -> None:
+    """Pre-exec hook: move the child into a new, empty network namespace. Best effort: where namespaces are not
+    allowed the child keeps the host network, and ``shares_network`` lets the runner say so."""
+    flags = _CLONE_NEWNET if os.geteuid() == 0 else _CLONE_NEWUSER | _CLONE_NEWNET
+    _LIBC.unshare(flags)
+
+
+def shares_network(pid: int) -> bool:
+    """Whether process ``pid`` is in this process's network namespace."""
+    return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
 
 
 def become_subreaper() -> None:

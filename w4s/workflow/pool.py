@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import resource
 import shutil
@@ -38,10 +39,13 @@ class SampleOutcome:
 
 
 _STDERR_TAIL = 4096
+logger = logging.getLogger("w4s.workflow")
 
 
 class Worker:
     """One worker process."""
+
+    warned_network = False  # one warning per runner process when network namespaces are unavailable
 
     def __init__(self, proc: asyncio.subprocess.Process, workdir: str) -> None:
         self.proc = proc
@@ -57,6 +61,7 @@ class Worker:
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            confine.isolate_network()
 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "w4s.workflow.worker",
@@ -69,6 +74,10 @@ class Worker:
         if ready is None or ready.get("op") != "ready":
             await worker.kill()
             raise W4SError(f"workflow worker failed to start: {worker.stderr_tail()}")
+        if not Worker.warned_network and confine.shares_network(proc.pid):
+            Worker.warned_network = True
+            logger.warning("workflow workers share the host network: this system does not allow network "
+                           "namespaces, so generated code can open connections")
         return worker
 
     async def _drain_stderr(self) -> None:
