@@ -9,6 +9,7 @@ workflow's validation score is exactly SKILL (for sizes that make it a whole num
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -66,7 +67,7 @@ class Plan:
     steps: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
 
     def reply(self, call: Call) -> str:
-        key = self._keys().get(call.seed)
+        key = self.keys.get(call.seed)
         step = self.steps.get(key, ("skill", DEFAULT_SKILL)) if key else ("skill", DEFAULT_SKILL)
         tag = f"MARK-{key[0]}-{key[1]}-{key[2]}" if key else "MARK-unplanned"
         if step[0] == "skill":
@@ -74,7 +75,9 @@ class Plan:
         template = {"syntax": SYNTAX_ERROR, "crash": RUNTIME_ERROR, "nocode": NO_CODE}[step[0]]
         return template.format(tag=tag)
 
-    def _keys(self) -> dict[int, tuple[int, int, int]]:
+    @functools.cached_property
+    def keys(self) -> dict[int, tuple[int, int, int]]:
+        """Seed -> (iteration, candidate, attempt), for the plan's range of calls."""
         return {derive_seed(self.seed, "meta", i, j, a): (i, j, a)
                 for i in range(0, 30) for j in range(8) for a in range(6)}
 

@@ -61,7 +61,7 @@ def test_kill_during_iteration_3_and_resume_scripted_llm(tmp_path: Path) -> None
         out, _ = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, out
         assert "resuming after iteration 2" in out
-        keys = Plan(seed=spec.seed)._keys()
+        keys = Plan(seed=spec.seed).keys
         redone = sorted({keys[c.seed][0] for c in meta_calls(server)})
         assert redone == [3, 4, 5]  # committed iterations are not asked for again
 

@@ -15,7 +15,7 @@ from w4s.evaluation import Evaluator
 from w4s.llm.ledger import Ledger
 from w4s.loop import Optimizer
 from w4s.metaagent.agent import MetaAgent
-from w4s.records import Manifest, RunResult, Usage
+from w4s.records import Manifest, RunResult, RunStatus, Usage
 from w4s.reporting import Reporter
 from w4s.runstore import RunStore, now
 from w4s.spec import OptimizationSpec
@@ -54,11 +54,11 @@ def _splits(spec: OptimizationSpec) -> tuple[Any, Splits]:
     return benchmark, splits
 
 
-def _partial_result(runs: RunStore, run_id: str, status: str, reason: str, ledger: Ledger) -> RunResult:
+def _partial_result(runs: RunStore, run_id: str, status: RunStatus, reason: str, ledger: Ledger) -> RunResult:
     checkpoints = runs.checkpoints()
     last = checkpoints[-1].state if checkpoints else None
     return RunResult(
-        run_id=run_id, status=status, reason=reason,  # type: ignore[arg-type]
+        run_id=run_id, status=status, reason=reason,
         iterations_completed=last.iteration if last else -1,
         skipped_iterations=[c.iteration for c in checkpoints if c.skipped],
         best_iteration=last.best.iteration if last else 0, best_candidate=last.best.candidate if last else None,

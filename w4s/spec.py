@@ -33,10 +33,6 @@ DecimalString = Annotated[
 ]
 
 
-def _dec(value: str | None) -> float | None:
-    return None if value is None else float(value)
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, validate_default=True
@@ -158,7 +154,7 @@ class BudgetSpec(_Model):
 
     @property
     def max_cost(self) -> float | None:
-        return _dec(self.max_cost_usd)
+        return None if self.max_cost_usd is None else float(self.max_cost_usd)
 
 
 class OptimizationSpec(_Model):

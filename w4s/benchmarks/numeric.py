@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+from w4s.workflow.helper_api import NUMBER, extract_answer_str
 
 
 def to_number(value: Any) -> float | None:
-    """A float from a number or from the last number in a string (``\\boxed{}`` content first)."""
+    """A float from a number, or from a string the way the helper API reads answers (``\\boxed{}`` first)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return float(value) if math.isfinite(value) else None
-    text = str(value)
-    boxed = re.findall(r"\\boxed\{([^{}]*)\}", text)
-    if boxed:
-        text = boxed[-1]
-    found = _NUMBER.findall(text)
+    found = NUMBER.findall(extract_answer_str(str(value)))
     if not found:
         return None
     try:

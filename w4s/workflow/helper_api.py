@@ -145,7 +145,7 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def extract_answer_str(text: str) -> str:
@@ -154,7 +154,7 @@ def extract_answer_str(text: str) -> str:
     boxed = _last_boxed(text)
     if boxed is not None:
         return boxed
-    numbers = _NUMBER.findall(text)
+    numbers = NUMBER.findall(text)
     if numbers:
         return numbers[-1].replace(",", "")
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
