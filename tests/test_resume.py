@@ -79,4 +79,6 @@ def test_kill_during_iteration_3_and_resume_scripted_llm(tmp_path: Path) -> None
     assert ta == tb
     ra, rb = json.loads(read(a, "result.json")), json.loads(read(b, "result.json"))
     assert ra["test_score"] == rb["test_score"] and ra["best_iteration"] == rb["best_iteration"] == 5
+    # The killed attempt at iteration 3 cost real money; the resumed run's ledger still counts it.
+    assert rb["cost_usd"] > ra["cost_usd"]
     assert sorted(os.listdir(a / "workflows")) == sorted(os.listdir(b / "workflows"))

@@ -67,6 +67,7 @@ class Optimizer:
         public = await self.evaluator.evaluate(code, self.splits.public, self.reporter.samples)
         self.runs.write_workflow(iteration, candidate, code, {"private": private.to_json(),
                                                               "public": public.to_json()})
+        self.runs.write_spend(self.ledger.snapshot())
         return private, public
 
     async def _initial_state(self) -> LoopState:
@@ -107,6 +108,7 @@ class Optimizer:
         self.reporter.phase(iteration, candidate, "meta-agent is writing a workflow")
         proposal = await self.meta.propose(state.messages, iteration, candidate,
                                            self.spec.self_correction_attempts, dry_run)
+        self.runs.write_spend(self.ledger.snapshot())
         if proposal.action is None:
             return [c.error for c in proposal.corrections]
         action = proposal.action
@@ -163,7 +165,9 @@ class Optimizer:
         else:
             self.reporter.run_started(self.run_id, latest.iteration)
             self.runs.discard_after(latest.iteration)
-            self.ledger.restore({role: u.model_dump() for role, u in latest.ledger.items()})
+            # Money spent after the checkpoint (on the iteration being redone) was really spent: keep counting it.
+            spent = self.runs.read_spend() or {role: u.model_dump() for role, u in latest.ledger.items()}
+            self.ledger.restore(spent)
             state = latest.state
         checkpoints = self.runs.checkpoints()
         first = checkpoints[0].state.best

@@ -6,6 +6,7 @@
     records/iter-NNNN.jsonl           the candidates of one iteration
     records.jsonl                     all candidate records so far (one JSON object per line)
     checkpoints/iter-NNNN.json        written LAST: the iteration is complete once it exists
+    spend.json                        the ledger after every evaluation, so a crash does not forget money spent
     test_evaluation.json, best_workflow.py, result.json   after the loop
 
 A restart loads the newest checkpoint, deletes anything of later iterations (written before the crash, never
@@ -74,6 +75,12 @@ class RunStore:
         self._rewrite_combined(iteration)
         for key in ("result.json", "best_workflow.py", "test_evaluation.json"):
             self.store.delete(key)
+
+    def write_spend(self, snapshot: dict[str, dict[str, float]]) -> None:
+        self.store.put_json("spend.json", snapshot)
+
+    def read_spend(self) -> dict[str, dict[str, float]] | None:
+        return self.store.get_json("spend.json") if self.store.exists("spend.json") else None
 
     def read_records(self) -> list[CandidateRecord]:
         if not self.store.exists("records.jsonl"):
