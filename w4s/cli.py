@@ -106,6 +106,9 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
         raise W4SError(f"{args.run} holds no w4s run (no manifest.json)")
     console.print(f"run [bold]{manifest.run_id}[/bold]: {manifest.status}"
                   + (f" ({manifest.reason})" if manifest.reason else "") + f", updated {manifest.updated}")
+    if manifest.status == "running":
+        console.print("(a run killed without a chance to clean up also reads 'running': if none is running, the same "
+                      "`w4s optimize` command resumes it)")
     checkpoints = runs.checkpoints()
     if checkpoints:
         w0 = checkpoints[0].state.best
