@@ -38,6 +38,11 @@ def _usage(u: RoleUsage) -> Usage:
     return Usage(calls=u.calls, input_tokens=u.input_tokens, output_tokens=u.output_tokens, cost_usd=u.cost_usd)
 
 
+def usage_by_role(ledger: Ledger) -> dict[str, Usage]:
+    """The ledger as it is persisted in checkpoints and results."""
+    return {role: _usage(u) for role, u in sorted(ledger.by_role.items())}
+
+
 class Optimizer:
     def __init__(self, *, spec: OptimizationSpec, run_id: str, benchmark: Benchmark, splits: Splits,
                  meta: MetaAgent, evaluator: Evaluator, ledger: Ledger, runs: RunStore,
@@ -82,8 +87,8 @@ class Optimizer:
 
     def _checkpoint(self, state: LoopState, skipped: list[SkippedCandidate] | None = None,
                     all_skipped: bool = False) -> Checkpoint:
-        ledger = {role: Usage(**vals) for role, vals in self.ledger.snapshot().items()}
-        return Checkpoint(iteration=state.iteration, state=state, ledger=ledger, skipped=all_skipped,
+        return Checkpoint(iteration=state.iteration, state=state, ledger=usage_by_role(self.ledger),
+                          skipped=all_skipped,
                           skipped_candidates=skipped or [])
 
     def _reset(self, state: LoopState, w0: WorkflowRef) -> LoopState:
@@ -189,7 +194,7 @@ class Optimizer:
             skipped_iterations=skipped, best_iteration=best.iteration, best_candidate=best.candidate,
             best_validation_score=best.score, test_score=test_score, test_size=len(self.splits.test),
             cost_usd=self.ledger.total_cost,
-            usage={role: Usage(**vals) for role, vals in self.ledger.snapshot().items()})
+            usage=usage_by_role(self.ledger))
         self.runs.write_result(result, best.code)
         self.reporter.run_finished(result)
         return result

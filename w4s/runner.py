@@ -13,9 +13,9 @@ from w4s.endpoints import Endpoints
 from w4s.errors import BudgetExceeded, ProviderError, SpecError, W4SError
 from w4s.evaluation import Evaluator
 from w4s.llm.ledger import Ledger
-from w4s.loop import Optimizer
+from w4s.loop import Optimizer, usage_by_role
 from w4s.metaagent.agent import MetaAgent
-from w4s.records import Manifest, RunResult, RunStatus, Usage
+from w4s.records import Manifest, RunResult, RunStatus
 from w4s.reporting import Reporter
 from w4s.runstore import RunStore, now
 from w4s.spec import OptimizationSpec
@@ -63,7 +63,7 @@ def _partial_result(runs: RunStore, run_id: str, status: RunStatus, reason: str,
         skipped_iterations=[c.iteration for c in checkpoints if c.skipped],
         best_iteration=last.best.iteration if last else 0, best_candidate=last.best.candidate if last else None,
         best_validation_score=last.best.score if last else 0.0, test_score=None, test_size=0,
-        cost_usd=ledger.total_cost, usage={r: Usage(**v) for r, v in ledger.snapshot().items()})
+        cost_usd=ledger.total_cost, usage=usage_by_role(ledger))
 
 
 async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = None,

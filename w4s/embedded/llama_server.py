@@ -8,7 +8,6 @@ talks the same OpenAI HTTP API it uses for hosted providers and vLLM.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.util
 import os
 import signal
@@ -26,6 +25,7 @@ import httpx
 from w4s.artifacts import cache_root
 from w4s.embedded.provision import ensure_model
 from w4s.errors import W4SError
+from w4s.workflow.confine import die_with_parent
 
 # Modules the ``serve`` extra brings (llama-cpp-python[server]); checked without importing them.
 _SERVER_MODULES = (
@@ -55,7 +55,6 @@ def _default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-_PR_SET_PDEATHSIG = 1
 _ENV_KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH"}
 _ENV_KEEP_PREFIXES = ("GGML_", "LLAMA_", "OPENBLAS_", "OMP_")
 
@@ -64,13 +63,6 @@ def server_env() -> dict[str, str]:
     """The runner's environment minus everything the model server has no use for, provider keys above all:
     a model server is a long-lived process whose /proc environment other local processes may read."""
     return {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the server when the process that started it dies, even by SIGKILL, so a killed
-    runner never leaves a model server holding gigabytes of memory and a port."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LlamaServer:
@@ -136,8 +128,9 @@ class LlamaServer:
             raise W4SError(f"model file {self.model_path} does not exist")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
+        # die_with_parent: a killed runner must never leave a model server holding gigabytes and a port.
         self._proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=server_env())
+                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, env=server_env())
         atexit.register(self.stop)
         try:
             self._wait_ready()

@@ -10,7 +10,7 @@ Not covered here: a worker runs as the runner's user, so it can read other same-
 (a runner started from a shell that exported a key: the shell's environment). Only a separate user or PID
 namespace closes that, which is what the gVisor sandbox provides.
 
-Standard library only: the worker imports this module too.
+Standard library only: the worker imports this module too (and the model-server launcher its die_with_parent).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import signal
 import time
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
@@ -43,6 +44,11 @@ def isolate_network() -> None:
 def shares_network(pid: int) -> bool:
     """Whether process ``pid`` is in this process's network namespace."""
     return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+
+
+def die_with_parent() -> None:
+    """Pre-exec hook: the child gets SIGTERM when the thread that started it dies, even by SIGKILL."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def become_subreaper() -> None:
@@ -70,16 +76,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL everything below ``pid``, then ``pid`` itself. Repeats while new descendants appear, since a
-    process may fork between the scan and the kill."""
+def _kill_descendants(pid: int) -> None:
+    """SIGKILL everything below ``pid``. Repeats while new descendants appear, since a process may fork between
+    the scan and the kill."""
     for _ in range(5):
         below = descendants(pid)
         if not below:
-            break
+            return
         for child in below:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(child, signal.SIGKILL)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL everything below ``pid``, then ``pid`` itself."""
+    _kill_descendants(pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
@@ -126,7 +137,5 @@ def kill_strays() -> None:
     """Kill and reap whatever this process still has running below it (called between samples)."""
     if not _has_children():
         return
-    for pid in descendants(os.getpid()):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    _kill_descendants(os.getpid())
     reap_orphans()
