@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from scripted_llm import Call, start_process  # noqa: E402
 
-from w4s.benchmarks.base import Benchmark, Sample  # noqa: E402
+from w4s.benchmarks.base import Benchmark, Sample, Score, SplitSizes  # noqa: E402
 from w4s.evaluation import Evaluator  # noqa: E402
 from w4s.llm.client import LLMClient  # noqa: E402
 from w4s.llm.ledger import Ledger  # noqa: E402
@@ -51,17 +51,21 @@ def respond(call: Call) -> str:
 
 class _Synthetic(Benchmark):
     name = "synthetic"
+    title = "synthetic echo"
     task_description = "echo"
+    answer_kind = "text"
+    sizes = SplitSizes(1, 0)
     example_workflow = WORKFLOW
 
     def __init__(self, n: int) -> None:
+        super().__init__()
         self._samples = [Sample(id=f"s{i}", question=f"task {i}", answer=str(i)) for i in range(n)]
 
-    def load(self) -> list[Sample]:
+    def load_offline(self) -> list[Sample]:
         return self._samples
 
-    def score(self, prediction: Any, sample: Sample) -> float:
-        return float(str(prediction) == sample.answer)
+    async def score(self, prediction: Any, sample: Sample) -> Score:
+        return Score.of(str(prediction) == sample.answer, "different answer")
 
 
 async def measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, float, float]]:
@@ -77,7 +81,7 @@ async def measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, fl
     try:
         for i in range(args.repeats + 1):
             started = time.perf_counter()
-            result = await evaluator.evaluate(WORKFLOW, bench.load())
+            result = await evaluator.evaluate(WORKFLOW, bench.load_offline())
             wall = time.perf_counter() - started
             if result.score != 1.0:
                 raise SystemExit(f"benchmark workflow failed: {[r.error for r in result.results if r.error][:3]}")

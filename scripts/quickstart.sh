@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh serve
-exec .venv/bin/w4s optimize --benchmark gsm8k --iterations 2 --validation-size 16 --run-dir runs/quickstart "$@"
+exec .venv/bin/w4s optimize --benchmark gsm8k --iterations 2 --validation-size 24 --run-dir runs/quickstart "$@"

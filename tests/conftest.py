@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from servers import SeaweedFS, start_seaweedfs
+
+# Benchmark files that no package ships live next to the project (see ../shared/data/README.md); an explicit
+# W4S_DATA_DIR wins. Tests that need them fail, not skip, when they are missing.
+_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if "W4S_DATA_DIR" not in os.environ and _SHARED_DATA.is_dir():
+    os.environ["W4S_DATA_DIR"] = str(_SHARED_DATA)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from policies import EXECUTOR_MODEL, META_MODEL, Plan, Policy
 from scripted_llm import ScriptedLLM
 
 from w4s.benchmarks.base import Sample
-from w4s.benchmarks.gsm8k import GSM8K
-from w4s.benchmarks.splits import Splits, make_splits
+from w4s.benchmarks.gsm import GSM8K
+from w4s.benchmarks.splits import Splits, split_for
 from w4s.records import RunResult
 from w4s.runner import run_optimization
 from w4s.spec import OptimizationSpec, merge, parse_spec
@@ -24,20 +24,18 @@ PRICE = {"inputPerMtok": "1", "outputPerMtok": "2"}
 
 @functools.cache
 def gsm8k_samples() -> tuple[Sample, ...]:
-    return tuple(GSM8K().load())
+    return tuple(GSM8K().load_offline())
 
 
 def splits_of(spec: OptimizationSpec) -> Splits:
-    s = spec.splits
-    return make_splits(list(gsm8k_samples()), seed=s.seed, private=s.validation_size, public=s.public_size,
-                       test=s.test_size)
+    return split_for(list(gsm8k_samples()), spec.splits, GSM8K.sizes)
 
 
 def wire_spec(base_url: str, run_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A spec pointing both roles at the scripted server; sizes chosen so SKILL tenths are whole tasks."""
+    """A spec pointing both roles at the scripted server; sizes chosen so SKILL tenths are whole tasks (20 private)."""
     base = {
         "task": {"benchmark": "gsm8k"},
-        "splits": {"validationSize": 20, "publicSize": 6, "testSize": 10, "caseStudies": 3},
+        "splits": {"validationSize": 26, "publicSize": 6, "testSize": 10, "caseStudies": 3},
         "executors": [{"provider": "openai-compatible", "model": EXECUTOR_MODEL, "baseUrl": base_url,
                        "price": PRICE, "maxRetries": 2}],
         "metaAgent": {"provider": "openai-compatible", "model": META_MODEL, "baseUrl": base_url, "price": PRICE},

@@ -202,3 +202,15 @@ def start_seaweedfs(tmp_dir: Path, *, timeout_s: float = 60.0, attempts: int = 3
             raise
         return SeaweedFS(endpoint_url, access_key, secret_key, proc, ports, data_dir, log,
                          start_seconds=time.monotonic() - started)
+
+
+AWS_ENV_TO_CLEAR = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                    "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
+
+
+def use_s3(monkeypatch: Any, server: SeaweedFS) -> None:
+    """Point the standard AWS environment at the test server, as a pod's env would (``monkeypatch``: pytest's)."""
+    for name in AWS_ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)

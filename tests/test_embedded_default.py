@@ -21,7 +21,7 @@ def test_embedded_default_runs_a_real_optimization(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "w4s.cli", "optimize", "--benchmark", "gsm8k", "--iterations", "1",
-         "--validation-size", "2", "--public-size", "2", "--test-size", "1", "--run-dir", str(run_dir)],
+         "--validation-size", "4", "--public-size", "2", "--test-size", "1", "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "serving embedded model qwen2.5-coder-0.5b-instruct" in proc.stdout

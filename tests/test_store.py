@@ -11,23 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from servers import SeaweedFS, free_port
+from servers import AWS_ENV_TO_CLEAR, SeaweedFS, free_port, use_s3
 
 from w4s.errors import StoreError
 from w4s.store import LocalStore, Store, open_store
 from w4s.store.base import TEMP_PREFIX
 from w4s.store.s3 import S3Store
-
-AWS_ENV_TO_CLEAR = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                    "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE")
-
-
-def use_s3(monkeypatch: pytest.MonkeyPatch, server: SeaweedFS) -> None:
-    """Point the standard AWS environment at the test server, as a pod's env would."""
-    for name in AWS_ENV_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from scripted_llm import Call, ScriptedLLM
 
-from w4s.benchmarks.base import Benchmark, Sample
+from w4s.benchmarks.base import Benchmark, Sample, Score, SplitSizes
 from w4s.evaluation import Evaluation, Evaluator
 from w4s.llm.client import LLMClient
 from w4s.llm.ledger import Ledger
@@ -360,17 +360,21 @@ def test_execute_code_timeout_argument_cannot_exceed_the_limit() -> None:
 
 class _Bench(Benchmark):
     name = "synthetic"
+    title = "synthetic"
     task_description = "tests"
+    answer_kind = "text"
+    sizes = SplitSizes(1, 0)
     example_workflow = PID_WORKFLOW
 
     def __init__(self, samples: Sequence[Sample]) -> None:
+        super().__init__()
         self._samples = list(samples)
 
-    def load(self) -> list[Sample]:
+    def load_offline(self) -> list[Sample]:
         return self._samples
 
-    def score(self, prediction: Any, sample: Sample) -> float:
-        return float(str(prediction) == sample.answer)
+    async def score(self, prediction: Any, sample: Sample) -> Score:
+        return Score.of(str(prediction) == sample.answer, "different answer")
 
 
 def executor(server: ScriptedLLM, name: str = "default", model: str = EXECUTOR_MODEL) -> ExecutorSpec:

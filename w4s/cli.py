@@ -1,20 +1,31 @@
-"""The ``w4s`` command line: ``w4s optimize`` runs or resumes a run, ``w4s show`` prints one."""
+"""The ``w4s`` command line: ``w4s optimize`` runs or resumes a run, ``w4s show`` prints one; ``w4s eval``,
+``w4s score`` and ``w4s benchmarks`` evaluate a given workflow, score a predictions file and list or export the
+benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
+from w4s.baselines import BASELINES
+from w4s.benchmarks import benchmark_rows
+from w4s.benchmarks.scorefile import read_predictions, score_predictions
+from w4s.benchmarks.sources import load_task
+from w4s.benchmarks.splits import split_for
 from w4s.console import ConsoleReporter, records_table, summary_table
 from w4s.errors import W4SError
+from w4s.evalrun import SPLITS, evaluate_workflow, split_samples
 from w4s.runner import run_optimization
 from w4s.runstore import RunStore
-from w4s.spec import load_spec_file, merge, parse_spec
+from w4s.spec import OptimizationSpec, load_spec_file, merge, parse_spec
 from w4s.store import open_store
 
 _PROVIDERS = ("openai", "anthropic", "openai-compatible", "embedded")
@@ -33,34 +44,50 @@ def parse_endpoint(text: str, flag: str) -> dict[str, Any]:
     return out
 
 
+def _given_flags(args: argparse.Namespace, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Spec keys for the flags of ``pairs`` (spec key, argparse dest) that this command has and the user gave."""
+    return {key: getattr(args, dest) for key, dest in pairs if getattr(args, dest, None) is not None}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
-    if args.benchmark:
-        o["task"] = {"benchmark": args.benchmark}
-    splits = {k: v for k, v in (("validationSize", args.validation_size), ("publicSize", args.public_size),
-                                ("testSize", args.test_size)) if v is not None}
+    task = _given_flags(args, (("benchmark", "benchmark"), ("source", "source"), ("dataset", "dataset"),
+                               ("dataDir", "data_dir")))
+    if task:
+        o["task"] = task
+    splits = _given_flags(args, (("validationSize", "validation_size"), ("publicSize", "public_size"),
+                                 ("testSize", "test_size"), ("seed", "split_seed")))
     if splits:
         o["splits"] = splits
-    for key, value in (("iterations", args.iterations), ("mode", args.mode), ("candidates", args.candidates),
-                       ("seed", args.seed)):
-        if value is not None:
-            o[key] = value
-    if args.executor:
+    o.update(_given_flags(args, (("iterations", "iterations"), ("mode", "mode"), ("candidates", "candidates"),
+                                 ("seed", "seed"))))
+    if getattr(args, "executor", None):
         o["executors"] = [parse_endpoint(args.executor, "--executor")]
-    if args.meta_agent:
+    if getattr(args, "meta_agent", None):
         o["metaAgent"] = parse_endpoint(args.meta_agent, "--meta-agent")
-    if args.budget_usd is not None:
+    if getattr(args, "budget_usd", None) is not None:
         o["budget"] = {"maxCostUsd": args.budget_usd}
-    if args.concurrency is not None:
+    if getattr(args, "concurrency", None) is not None:
         o["sandbox"] = {"concurrency": args.concurrency}
-    if args.run_dir:
+    if getattr(args, "run_dir", None):
         o["store"] = str(Path(args.run_dir).resolve())
     return o
 
 
+def _spec_from_args(args: argparse.Namespace) -> OptimizationSpec:
+    config = getattr(args, "config", None)
+    merged = merge(load_spec_file(config) if config else {}, _overrides(args))
+    spec = parse_spec(merged, source=config or "command line")
+    local = {"any": spec.uses_embedded, "executors": any(e.provider == "embedded" for e in spec.executors)}
+    if local.get(getattr(args, "embedded_defaults", ""), False):
+        merged = merge(_embedded_defaults(spec, merged), merged)
+        spec = parse_spec(merged, source=config or "command line")
+    return spec
+
+
 # Local CPU inference runs tens of tokens per second and the llama.cpp server answers one request at a time:
 # keep the embedded default's splits small and its concurrency low unless the user set them.
-EMBEDDED_PUBLIC_SIZE = 8
+EMBEDDED_VALIDATION_SIZE = 24
 EMBEDDED_CONCURRENCY = 2
 
 
@@ -68,27 +95,23 @@ def _given(section: dict[str, Any], camel: str, snake: str) -> bool:
     return camel in section or snake in section
 
 
-def _embedded_defaults(spec: Any, merged: dict[str, Any], console: Console) -> dict[str, Any]:
+def _embedded_defaults(spec: Any, merged: dict[str, Any]) -> dict[str, Any]:
     splits, sandbox = merged.get("splits") or {}, merged.get("sandbox") or {}
     defaults: dict[str, Any] = {}
-    if not _given(splits, "publicSize", "public_size"):
-        defaults.setdefault("splits", {})["publicSize"] = EMBEDDED_PUBLIC_SIZE
+    validation = spec.splits.validation_size
+    if validation is None:
+        validation = defaults.setdefault("splits", {})["validationSize"] = EMBEDDED_VALIDATION_SIZE
     if not _given(splits, "testSize", "test_size"):
-        defaults.setdefault("splits", {})["testSize"] = spec.splits.validation_size
+        defaults.setdefault("splits", {})["testSize"] = validation
     if not _given(sandbox, "concurrency", "concurrency"):
         defaults["sandbox"] = {"concurrency": EMBEDDED_CONCURRENCY}
     if defaults:
-        console.print(f"[dim]embedded models on CPU: using {defaults} (set them to override)[/dim]")
+        Console(stderr=True).print(f"[dim]embedded models on CPU: using {defaults} (set them to override)[/dim]")
     return defaults
 
 
 def cmd_optimize(args: argparse.Namespace, console: Console) -> int:
-    base = load_spec_file(args.config) if args.config else {}
-    merged = merge(base, _overrides(args))
-    spec = parse_spec(merged, source=args.config or "command line")
-    if spec.uses_embedded:
-        merged = merge(_embedded_defaults(spec, merged, console), merged)
-        spec = parse_spec(merged, source=args.config or "command line")
+    spec = _spec_from_args(args)
     reporter = ConsoleReporter(console, spec.iterations, spec.candidates_per_iteration)
     try:
         result = asyncio.run(run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]")))
@@ -129,6 +152,66 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    spec = _spec_from_args(args)
+    err = Console(stderr=True, soft_wrap=True)
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] > 5:
+            last[0] = time.monotonic()
+            err.print(f"[dim]{done}/{total} tasks[/dim]", highlight=False)
+
+    report = asyncio.run(evaluate_workflow(spec, args.workflow, args.split, args.limit, progress,
+                                           log=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False)))
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    table = Table(title=f"{report.workflow} on {report.benchmark} ({report.split}, {report.source})")
+    for column in ("tasks", "score", "errors", "cost ($)", "time (s)"):
+        table.add_column(column, justify="right")
+    table.add_row(str(report.n), f"{report.score:.4f}", str(report.errors), f"{report.cost_usd:.4f}",
+                  f"{report.seconds:.1f}")
+    console.print(table)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, console: Console) -> int:
+    spec = _spec_from_args(args)
+    task = load_task(spec.task)
+    report = asyncio.run(score_predictions(task.benchmark, task.samples, read_predictions(args.predictions)))
+    print(json.dumps(report))
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace, console: Console) -> int:
+    if args.action == "export":
+        if not args.benchmark:
+            raise W4SError("w4s benchmarks export: --benchmark is required")
+        spec = _spec_from_args(args)
+        task = load_task(spec.task)
+        splits = split_for(task.samples, spec.splits, task.benchmark.sizes)
+        for sample in split_samples(splits, args.split) if args.split != "all" else task.samples:
+            print(json.dumps({"id": sample.id, "question": sample.question, "answer": sample.answer},
+                             ensure_ascii=False))
+        return 0
+    rows = benchmark_rows(getattr(args, "data_dir", None))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    table = Table(title="benchmarks (split sizes: paper, Table 4)")
+    for column in ("name", "benchmark", "answer", "validation / test", "offline copy", "hub"):
+        table.add_column(column)
+    for r in rows:
+        offline = r["offline_source"] or "none: hub or task.dataset"
+        if r["offline_source"] and not r["offline_available"]:
+            offline += " [red](not found: set W4S_DATA_DIR)[/red]"
+        table.add_row(r["name"], r["title"], r["answer_kind"], f"{r['validation']} / {r['test']}", offline,
+                      r["hub"] or "-")
+    console.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w4s", description="Weak-for-Strong Harnessing (W4S)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--config", help="YAML spec (or a WorkflowOptimization manifest)")
     opt.add_argument("--benchmark", help="benchmark name (default gsm8k)")
     opt.add_argument("--iterations", type=int)
-    opt.add_argument("--validation-size", type=int, help="private validation tasks that score a workflow")
-    opt.add_argument("--public-size", type=int, help="public validation tasks for case studies")
+    opt.add_argument("--validation-size", type=int, help="validation tasks: private (scored) + public")
+    opt.add_argument("--public-size", type=int, help="of those, public tasks for case studies (default: 1/4)")
     opt.add_argument("--test-size", type=int, help="test tasks for the final evaluation (0 = none)")
     opt.add_argument("--mode", choices=("optimize", "collect"))
     opt.add_argument("--candidates", type=int, help="candidates per iteration (collect mode)")
@@ -149,18 +232,56 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--budget-usd", help="stop cleanly once this many dollars are spent")
     opt.add_argument("--concurrency", type=int, help="tasks evaluated at once")
     opt.add_argument("--seed", type=int)
+    opt.set_defaults(embedded_defaults="any")
     show = sub.add_parser("show", help="print a run's history and best workflow")
     show.add_argument("run", help="run directory or store URI")
+
+    ev = sub.add_parser("eval", help="run one workflow (a file or a baseline) on a benchmark split",
+                        description="Evaluate a workflow on a split and print score, cost and time. Baselines: "
+                                    + ", ".join(BASELINES) + ".")
+    _task_flags(ev, benchmark_required=True)
+    ev.add_argument("--workflow", required=True, help="a .py file defining workflow(agent, task), or a baseline")
+    ev.add_argument("--split", default="validation", choices=SPLITS)
+    ev.add_argument("--limit", type=int, help="only the first N tasks of the split (in the seeded order)")
+    ev.add_argument("--executor", help="PROVIDER:MODEL[@BASE_URL] (default: the embedded local model)")
+    ev.add_argument("--budget-usd", help="stop once this many dollars are spent")
+    ev.add_argument("--concurrency", type=int, help="tasks evaluated at once")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(embedded_defaults="executors")
+
+    sc = sub.add_parser("score", help="score {id, answer} predictions against a benchmark's gold answers")
+    _task_flags(sc, benchmark_required=True)
+    sc.add_argument("--predictions", required=True, help="JSONL file of {\"id\", \"answer\"} records")
+
+    bm = sub.add_parser("benchmarks", help="list the benchmarks, or export a split as JSONL",
+                        description="List the benchmarks, their default splits and sources; `export` prints a "
+                                    "split as JSONL {id, question, answer}.")
+    bm.add_argument("action", nargs="?", choices=("list", "export"), default="list")
+    _task_flags(bm, benchmark_required=False)
+    bm.add_argument("--split", default="validation", choices=(*SPLITS, "all"))
+    bm.add_argument("--json", action="store_true", help="print the list as JSON")
     return parser
+
+
+def _task_flags(parser: argparse.ArgumentParser, benchmark_required: bool) -> None:
+    parser.add_argument("--config", help="YAML spec (its task and splits sections are used)")
+    parser.add_argument("--benchmark", required=benchmark_required, help="benchmark name (`w4s benchmarks`)")
+    parser.add_argument("--source", choices=("auto", "offline", "hub"), help="where the samples come from")
+    parser.add_argument("--dataset", help="JSONL file or s3://bucket/key with your own samples")
+    parser.add_argument("--data-dir", help="directory with benchmark files no package ships ($W4S_DATA_DIR)")
+    parser.add_argument("--seed", type=int, dest="split_seed", help="split seed (default 0)")
+    parser.add_argument("--validation-size", type=int, help="validation tasks, private + public")
+    parser.add_argument("--public-size", type=int, help="of those, public tasks (case studies)")
+    parser.add_argument("--test-size", type=int, help="test tasks")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
-        if args.command == "optimize":
-            return cmd_optimize(args, console)
-        return cmd_show(args, console)
+        commands = {"optimize": cmd_optimize, "show": cmd_show, "eval": cmd_eval, "score": cmd_score,
+                    "benchmarks": cmd_benchmarks}
+        return commands[args.command](args, console)
     except W4SError as err:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         return 2

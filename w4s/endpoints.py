@@ -22,8 +22,11 @@ def executor_role(index: int, name: str) -> str:
 class Endpoints:
     """Async context manager holding the meta-agent client, the executor clients and any local servers."""
 
-    def __init__(self, spec: OptimizationSpec, ledger: Ledger, log: Callable[[str], None] = print) -> None:
+    def __init__(self, spec: OptimizationSpec, ledger: Ledger, log: Callable[[str], None] = print,
+                 meta_agent: bool = True) -> None:
+        """``meta_agent=False`` serves the executors only (``w4s eval`` runs a given workflow)."""
         self.spec = spec
+        self.with_meta_agent = meta_agent
         self.ledger = ledger
         self.log = log
         self.meta: LLMClient
@@ -50,16 +53,17 @@ class Endpoints:
         return LLMClient(provider, price, self.ledger, role, endpoint.max_retries)
 
     @staticmethod
-    def check(spec: OptimizationSpec) -> None:
+    def check(spec: OptimizationSpec, meta_agent: bool = True) -> None:
         """Fail before anything starts (or is written) if a price or a credential is missing."""
-        for endpoint in (spec.meta_agent, *spec.executors):
+        for endpoint in ((spec.meta_agent,) if meta_agent else ()) + tuple(spec.executors):
             resolve_price(endpoint)
             api_key_for(endpoint)
 
     async def __aenter__(self) -> Endpoints:
-        self.check(self.spec)
+        self.check(self.spec, self.with_meta_agent)
         try:
-            self.meta = await self._client(self.spec.meta_agent, "meta_agent")
+            if self.with_meta_agent:
+                self.meta = await self._client(self.spec.meta_agent, "meta_agent")
             for i, ex in enumerate(self.spec.executors):
                 self.executors[ex.name] = await self._client(ex, executor_role(i, ex.name))
         except BaseException:

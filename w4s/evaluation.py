@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from w4s.benchmarks.base import Benchmark, Sample
+from w4s.benchmarks.base import Benchmark, Sample, Score
 from w4s.errors import ProviderError, TransientProviderError
 from w4s.llm.client import LLMClient
 from w4s.llm.ledger import RoleUsage
@@ -32,6 +32,7 @@ class SampleResult:
     seconds: float
     llm_calls: int
     usage: RoleUsage = field(default_factory=RoleUsage)
+    score_reason: str | None = None  # why the scorer gave less than full marks
 
 
 @dataclass
@@ -92,9 +93,10 @@ class Evaluator:
         message = {"code": code, "task": sample.question, "context": sample.worker_context(),
                    "limits": self._limits}
         outcome = await self.pool.run(message, on_llm, self.sandbox.sample_timeout)
-        score = 0.0 if outcome.error else self.benchmark.score(outcome.answer, sample)
-        return SampleResult(sample.id, outcome.answer, score, outcome.error, round(outcome.seconds, 3), calls,
-                            totals)
+        scored = Score.zero("the workflow failed") if outcome.error else \
+            await self.benchmark.score(outcome.answer, sample)
+        return SampleResult(sample.id, outcome.answer, scored.value, outcome.error, round(outcome.seconds, 3), calls,
+                            totals, scored.reason)
 
     async def evaluate(self, code: str, samples: Sequence[Sample], progress: ProgressFn | None = None) -> Evaluation:
         """Score ``code`` on ``samples``. Fatal errors cancel the remaining samples and propagate."""

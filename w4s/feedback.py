@@ -36,6 +36,7 @@ def build_feedback(private: Evaluation, public: Evaluation, public_samples: tupl
     for n, r in enumerate(shown, 1):
         sample = by_id[r.sample_id]
         got = f"(error) {r.error}" if r.error else repr(r.answer)
-        lines.append(f"\n## Case {n}\nTask: {_clip(sample.question)}\nWorkflow answer: {_clip(got)}\n"
+        why = f"\nWhy it scored {r.score:.2f}: {_clip(r.score_reason)}" if r.score_reason and not r.error else ""
+        lines.append(f"\n## Case {n}\nTask: {_clip(sample.question)}\nWorkflow answer: {_clip(got)}{why}\n"
                      f"Correct answer: {_clip(sample.answer)}")
     return "\n".join(lines)

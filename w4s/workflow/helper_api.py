@@ -14,9 +14,12 @@ import re
 import resource
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from w4s.workflow.confine import end_group
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Runs in the execute_code child: reads the code on stdin, calls solution(), writes JSON to the saved stdout.
 _EXEC_RUNNER = r"""
@@ -62,6 +65,25 @@ out.write(json.dumps({"ok": not failures, "failures": failures}))
 out.flush()
 """
 
+# Runs a grading program (an answer's code followed by its hidden tests): it passes when it runs to the end.
+# The program goes into linecache so a failure can name its line ("AssertionError (line: assert ...)").
+_CHECK_RUNNER = r"""
+import json, linecache, os, sys, traceback
+out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+os.dup2(2, 1)
+program = sys.stdin.read()
+linecache.cache["<check>"] = (len(program), None, program.splitlines(True), "<check>")
+try:
+    exec(compile(program, "<check>", "exec"), {"__name__": "__main__"})
+    out.write(json.dumps({"ok": True}))
+except BaseException as err:
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == "<check>"]
+    where = f" (line: {frames[-1].line.strip()[:200]})" if frames and frames[-1].line else ""
+    message = str(err)[:300]
+    out.write(json.dumps({"ok": False, "error": f"{type(err).__name__}{': ' + message if message else ''}{where}"}))
+out.flush()
+"""
+
 _REFLECTION_PROMPT = """You are given a programming problem, a candidate solution and the public tests it fails.
 Reflect on why it fails, then write a corrected solution.
 
@@ -102,29 +124,83 @@ def _limit_child(memory_mb: int, cpu_seconds: int) -> Callable[[], None]:
     return apply
 
 
+def _tail(file: IO[bytes], size: int = 4096) -> str:
+    file.seek(0, os.SEEK_END)
+    file.seek(max(0, file.tell() - size))
+    return file.read().decode("utf-8", "replace")
+
+
+def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait until the child exits or ``timeout`` passes; True if it exited (and is reaped).
+
+    A pidfd wakes up the moment the child exits; ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, a large
+    share of a short program's run, so it is only the fallback where pidfds are missing. No helper thread: the
+    worker's check for leftover children reads every thread's entry in /proc.
+    """
+    import select
+    import subprocess
+
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(max(0, int(timeout * 1000)))
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
+
+
 def _run_limited(runner: str, stdin: str, timeout: float, memory_mb: int) -> dict[str, Any]:
-    """Run a runner script in a limited child; its process group is killed on timeout so nothing lingers."""
+    """Run a runner script in a limited child; its process group is killed on timeout so nothing lingers.
+
+    The child's input and output are unlinked temporary files, not pipes: the wait is for the child itself, so a
+    process it started that keeps the output open cannot stall the caller until the timeout, and the output is
+    bounded by the file-size limit instead of piling up in this process's memory.
+    """
     import subprocess  # imported here: most workflows never execute code, and worker start-up time adds up
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="w4s-exec-") as cwd:
+    with tempfile.TemporaryDirectory(prefix="w4s-exec-") as cwd, tempfile.TemporaryFile() as given, \
+            tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        given.write(stdin.encode("utf-8", "replace"))
+        given.seek(0)
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", runner], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd=cwd, env={"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": cwd},
-            start_new_session=True, preexec_fn=_limit_child(memory_mb, int(timeout) + 1), text=True,
+            [sys.executable, "-I", "-c", runner], stdin=given, stdout=output, stderr=errors, cwd=cwd,
+            env={"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": cwd},
+            start_new_session=True, preexec_fn=_limit_child(memory_mb, int(timeout) + 1),
         )
         try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.communicate()
-            raise ExecutionError(f"code execution timed out after {timeout:g} s") from None
+            if not _exited(proc, timeout):
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                raise ExecutionError(f"code execution timed out after {timeout:g} s")
         finally:
             end_group(proc.pid)  # whatever the code forked dies with it, and is reaped by this subreaper
+        output.seek(0)
+        out, err = output.read().decode("utf-8", "replace"), _tail(errors)
     if not out:
         reason = "ran out of memory" if "MemoryError" in err else f"exited with code {proc.returncode}"
         raise ExecutionError(f"code execution {reason}: {err.strip()[-800:]}")
     return json.loads(out)
+
+
+def run_check(program: str, timeout: float, memory_mb: int) -> dict[str, Any]:
+    """Run a grading program in a limited child: ``{"ok": True}`` or ``{"ok": False, "error": why}``.
+
+    Only the worker's ``check`` operation calls this, in workers that never run workflow code, so a workflow
+    cannot tamper with grading.
+    """
+    try:
+        return _run_limited(_CHECK_RUNNER, program, timeout, memory_mb)
+    except ExecutionError as err:
+        return {"ok": False, "error": str(err)}
 
 
 _BOXED = "\\boxed{"

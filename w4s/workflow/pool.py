@@ -121,6 +121,16 @@ class Worker:
                 return SampleOutcome(answer=reply.get("answer"), error=reply.get("error"),
                                      seconds=time.monotonic() - started)
 
+    async def check(self, program: str, timeout: float, memory_mb: int) -> dict[str, Any]:
+        """Run one grading program (see ``helper_api.run_check``)."""
+        await self._write({"op": "check", "program": program, "timeout": timeout, "memory_mb": memory_mb})
+        reply = await self._read()
+        if reply is None:
+            await self.proc.wait()
+            return {"ok": False, "error": f"grading process died (exit code {self.proc.returncode}): "
+                                          f"{self.stderr_tail() or 'no output'}"}
+        return {"ok": bool(reply.get("ok")), "error": reply.get("error")}
+
     @property
     def alive(self) -> bool:
         return self.proc.returncode is None

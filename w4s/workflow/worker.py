@@ -9,6 +9,8 @@ Protocol (one JSON object per line):
   runner -> worker  {"op": "run", "code", "task", "context", "limits"}
   worker -> runner  {"op": "llm", ...request}      runner -> worker {"op": "llm_result", "texts"} | {"op": "llm_error"}
   worker -> runner  {"op": "done", "ok": true, "answer"} | {"op": "done", "ok": false, "error"}
+  runner -> worker  {"op": "check", "program", "timeout", "memory_mb"}   (grading workers only)
+  worker -> runner  {"op": "checked", "ok", "error"}
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import traceback
 from typing import Any, TextIO
 
 from w4s.workflow import confine
-from w4s.workflow.helper_api import Agent, LLMCallError
+from w4s.workflow.helper_api import Agent, LLMCallError, run_check
 
 _CODE_NAME = "<workflow>"
 
@@ -104,8 +106,13 @@ def main() -> None:
     while (message := channel.receive()) is not None:
         if message.get("op") == "run":
             reply = run_sample(channel, message, cache)
-            confine.kill_strays()  # nothing a sample started may outlive it
-            channel.send(reply)
+        elif message.get("op") == "check":
+            reply = {"op": "checked", **run_check(message["program"], float(message["timeout"]),
+                                                  int(message["memory_mb"]))}
+        else:
+            continue
+        confine.kill_strays()  # nothing a sample started may outlive it
+        channel.send(reply)
 
 
 if __name__ == "__main__":
