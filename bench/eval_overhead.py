@@ -19,21 +19,17 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from harness import ExactMatch, evaluator_parts  # noqa: E402
 from scripted_llm import Call, start_process  # noqa: E402
 
-from w4s.benchmarks.base import Benchmark, Sample, Score, SplitSizes  # noqa: E402
+from w4s.benchmarks.base import Sample  # noqa: E402
 from w4s.evaluation import Evaluator  # noqa: E402
-from w4s.llm.client import LLMClient  # noqa: E402
 from w4s.llm.ledger import Ledger  # noqa: E402
-from w4s.llm.pricing import resolve_price  # noqa: E402
-from w4s.llm.providers import build_provider  # noqa: E402
 from w4s.spec import ExecutorSpec, SandboxSpec  # noqa: E402
-from w4s.workflow.pool import WorkerPool  # noqa: E402
 
 WORKFLOW = '''def workflow(agent, task: str) -> dict:
     draft = agent.call_llm([{"role": "user", "content": task}], temperature=0.0)[0]
@@ -49,46 +45,22 @@ def respond(call: Call) -> str:
     return f"the answer is {''.join(ch for ch in text if ch.isdigit()) or '0'}"
 
 
-class _Synthetic(Benchmark):
-    name = "synthetic"
-    title = "synthetic echo"
-    task_description = "echo"
-    answer_kind = "text"
-    sizes = SplitSizes(1, 0)
-    example_workflow = WORKFLOW
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self._samples = [Sample(id=f"s{i}", question=f"task {i}", answer=str(i)) for i in range(n)]
-
-    def load_offline(self) -> list[Sample]:
-        return self._samples
-
-    async def score(self, prediction: Any, sample: Sample) -> Score:
-        return Score.of(str(prediction) == sample.answer, "different answer")
-
-
 async def measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, float, float]]:
-    bench = _Synthetic(args.samples)
-    endpoint = ExecutorSpec(provider="openai-compatible", model="scripted", base_url=base_url,
+    samples = [Sample(id=f"s{i}", question=f"task {i}", answer=str(i)) for i in range(args.samples)]
+    endpoint = ExecutorSpec(name="executor", provider="openai-compatible", model="scripted", base_url=base_url,
                             price={"input_per_mtok": "0", "output_per_mtok": "0"})
     ledger = Ledger()
-    client = LLMClient(build_provider(endpoint), resolve_price(endpoint), ledger, "executor", endpoint.max_retries)
     sandbox = SandboxSpec(concurrency=args.concurrency)
-    pool = WorkerPool(args.concurrency, sandbox.worker_memory_mb)
-    evaluator = Evaluator(pool, {"default": client}, bench, sandbox, seed=0)
     rows = []
-    try:
+    async with evaluator_parts([endpoint], sandbox, ledger) as (pool, clients):
+        evaluator = Evaluator(pool, clients, ExactMatch(samples), sandbox, seed=0)
         for i in range(args.repeats + 1):
             started = time.perf_counter()
-            result = await evaluator.evaluate(WORKFLOW, bench.load_offline())
+            result = await evaluator.evaluate(WORKFLOW, samples)
             wall = time.perf_counter() - started
             if result.score != 1.0:
                 raise SystemExit(f"benchmark workflow failed: {[r.error for r in result.results if r.error][:3]}")
             rows.append(("cold pool (starts workers)" if i == 0 else f"warm pool, run {i}", wall, result.score))
-    finally:
-        await pool.close()
-        await client.provider.aclose()
     expected_calls = (args.repeats + 1) * args.samples * args.calls
     if ledger.by_role["executor"].calls != expected_calls:
         raise SystemExit(f"expected {expected_calls} LLM calls, ledger counted {ledger.by_role['executor'].calls}")

@@ -4,22 +4,65 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from policies import EXECUTOR_MODEL, META_MODEL, Plan, Policy
 from scripted_llm import ScriptedLLM
 
-from w4s.benchmarks.base import Sample
+from w4s.benchmarks.base import Benchmark, Sample, Score, SplitSizes
 from w4s.benchmarks.gsm import GSM8K
 from w4s.benchmarks.splits import Splits, split_for
+from w4s.llm.client import LLMClient
+from w4s.llm.ledger import Ledger
+from w4s.llm.pricing import resolve_price
+from w4s.llm.providers import build_provider
 from w4s.records import RunResult
 from w4s.runner import run_optimization
-from w4s.spec import OptimizationSpec, merge, parse_spec
+from w4s.spec import ExecutorSpec, OptimizationSpec, SandboxSpec, merge, parse_spec
+from w4s.workflow.pool import WorkerPool
 
 PRICE = {"inputPerMtok": "1", "outputPerMtok": "2"}
+
+
+class ExactMatch(Benchmark):
+    """A stand-in benchmark for plumbing tests and benches: the given samples; an answer is right when its text
+    equals the gold answer."""
+
+    name = "exact-match"
+    title = "exact match"
+    task_description = "tests"
+    answer_kind = "text"
+    sizes = SplitSizes(1, 0)
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        super().__init__()
+        self.samples = list(samples)
+
+    def load_offline(self) -> list[Sample]:
+        return self.samples
+
+    async def score(self, prediction: Any, sample: Sample) -> Score:
+        return Score.of(str(prediction) == sample.answer, f"expected {sample.answer!r}, got {prediction!r}")
+
+
+@asynccontextmanager
+async def evaluator_parts(executors: Sequence[ExecutorSpec], sandbox: SandboxSpec,
+                          ledger: Ledger | None = None) -> AsyncIterator[tuple[WorkerPool, dict[str, LLMClient]]]:
+    """What an Evaluator needs besides a benchmark: a worker pool and one client per executor (its role is the
+    executor's name), all closed on exit."""
+    ledger = ledger or Ledger()
+    clients = {e.name: LLMClient(build_provider(e), resolve_price(e), ledger, e.name, e.max_retries)
+               for e in executors}
+    pool = WorkerPool(sandbox.concurrency, sandbox.worker_memory_mb)
+    try:
+        yield pool, clients
+    finally:
+        await pool.close()
+        for client in clients.values():
+            await client.provider.aclose()
 
 
 @functools.cache

@@ -16,18 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
 import pytest
+from harness import evaluator_parts
 from scripted_llm import Call, ScriptedLLM
 
 import w4s.baselines
 from w4s.baselines import BASELINES, baseline_names, get_baseline, render_baseline
 from w4s.benchmarks.base import AnswerKind, Benchmark, Sample, Score, SplitSizes
 from w4s.evaluation import Evaluation, Evaluator, SampleResult
-from w4s.llm.client import LLMClient
-from w4s.llm.ledger import Ledger
-from w4s.llm.pricing import resolve_price
-from w4s.llm.providers import build_provider
 from w4s.spec import ExecutorSpec, SandboxSpec
-from w4s.workflow.pool import WorkerPool
 
 KINDS: tuple[str, ...] = get_args(AnswerKind)
 FREE = {"inputPerMtok": "0", "outputPerMtok": "0"}
@@ -175,15 +171,9 @@ async def evaluate_many(server: ScriptedLLM, jobs: Sequence[tuple[Benchmark, str
     """Evaluate (benchmark, code, sample) jobs concurrently in one worker pool with one scripted executor."""
     spec = ExecutorSpec(name="default", provider="openai", model="scripted-executor", base_url=server.base_url,
                         api_key_env="W4S_SCRIPTED_KEY", price=FREE, max_retries=0)
-    client = LLMClient(build_provider(spec), resolve_price(spec), Ledger(), spec.name, spec.max_retries)
-    pool = WorkerPool(sandbox().concurrency, sandbox().worker_memory_mb)
-    try:
-        return list(await asyncio.gather(*(
-            Evaluator(pool, {"default": client}, bench, sandbox(), seed=0).evaluate(code, [sample])
-            for bench, code, sample in jobs)))
-    finally:
-        await pool.close()
-        await client.provider.aclose()
+    async with evaluator_parts([spec], sandbox()) as (pool, clients):
+        return list(await asyncio.gather(*(Evaluator(pool, clients, bench, sandbox(), seed=0).evaluate(code, [sample])
+                                           for bench, code, sample in jobs)))
 
 
 def run_one(name: str, kind: str, executor: Executor) -> tuple[SampleResult, list[Call]]:

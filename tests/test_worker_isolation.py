@@ -15,14 +15,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from harness import ExactMatch, evaluator_parts
 from scripted_llm import Call, ScriptedLLM
 
-from w4s.benchmarks.base import Benchmark, Sample, Score, SplitSizes
+from w4s.benchmarks.base import Sample
 from w4s.evaluation import Evaluation, Evaluator
-from w4s.llm.client import LLMClient
-from w4s.llm.ledger import Ledger
-from w4s.llm.pricing import resolve_price
-from w4s.llm.providers import build_provider
 from w4s.spec import ExecutorSpec, SandboxSpec
 from w4s.workflow.confine import descendants
 from w4s.workflow.pool import LLMRequestRejected, SampleOutcome, WorkerPool
@@ -358,25 +355,6 @@ def test_execute_code_timeout_argument_cannot_exceed_the_limit() -> None:
 # -- LLM calls through the Evaluator (scripted server) ---------------------------------------------------------
 
 
-class _Bench(Benchmark):
-    name = "synthetic"
-    title = "synthetic"
-    task_description = "tests"
-    answer_kind = "text"
-    sizes = SplitSizes(1, 0)
-    example_workflow = PID_WORKFLOW
-
-    def __init__(self, samples: Sequence[Sample]) -> None:
-        super().__init__()
-        self._samples = list(samples)
-
-    def load_offline(self) -> list[Sample]:
-        return self._samples
-
-    async def score(self, prediction: Any, sample: Sample) -> Score:
-        return Score.of(str(prediction) == sample.answer, "different answer")
-
-
 def executor(server: ScriptedLLM, name: str = "default", model: str = EXECUTOR_MODEL) -> ExecutorSpec:
     return ExecutorSpec(name=name, provider="openai-compatible", model=model, base_url=server.base_url, price=FREE,
                         max_retries=0)
@@ -387,17 +365,9 @@ def evaluate(code: str, samples: Sequence[Sample], executors: Sequence[ExecutorS
                           "json_retries": 1, **sandbox})
 
     async def go() -> Evaluation:
-        ledger = Ledger()
-        clients = {e.name: LLMClient(build_provider(e), resolve_price(e), ledger, e.name, e.max_retries)
-                   for e in executors}
-        pool = WorkerPool(spec.concurrency, spec.worker_memory_mb)
-        try:
-            return await Evaluator(pool, clients, _Bench(samples), spec, seed=0).evaluate(textwrap.dedent(code),
-                                                                                         samples)
-        finally:
-            await pool.close()
-            for client in clients.values():
-                await client.provider.aclose()
+        async with evaluator_parts(executors, spec) as (pool, clients):
+            return await Evaluator(pool, clients, ExactMatch(samples), spec, seed=0).evaluate(textwrap.dedent(code),
+                                                                                             samples)
 
     return asyncio.run(go())
 

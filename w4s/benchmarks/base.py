@@ -94,23 +94,27 @@ class Benchmark(abc.ABC):
         root = self.data_dir or os.environ.get("W4S_DATA_DIR")
         return Path(root).expanduser() if root else None
 
+    def _data_file_paths(self) -> list[Path] | None:
+        root = self.data_root()
+        return [root / name for name in self.data_files] if root else None
+
     def offline_available(self) -> bool:
         """True when :meth:`load_offline` can run here without network."""
         if self.data_files:
-            root = self.data_root()
-            return root is not None and all((root / name).is_file() for name in self.data_files)
+            paths = self._data_file_paths()
+            return paths is not None and all(path.is_file() for path in paths)
         return self.offline_source is not None
 
     def data_paths(self) -> list[Path]:
         """The :attr:`data_files`, which must exist; the error says which directory and file are missing."""
-        root = self.data_root()
-        if root is None:
+        paths = self._data_file_paths()
+        if paths is None:
             raise SpecError(f"task.dataDir: {self.title} is read from {', '.join(self.data_files)} under a data "
                             "directory; set task.dataDir or W4S_DATA_DIR, or load it from the hub (task.source)")
-        missing = [str(root / name) for name in self.data_files if not (root / name).is_file()]
+        missing = [str(path) for path in paths if not path.is_file()]
         if missing:
             raise SpecError(f"task.dataDir: {self.title}: no file at {', '.join(missing)}")
-        return [root / name for name in self.data_files]
+        return paths
 
     def load_offline(self) -> list[Sample]:
         """All samples from the offline copy (a pinned PyPI wheel or the data directory), in a fixed order."""

@@ -49,7 +49,24 @@ class GSM8K(NumericBenchmark):
                 for i, row in enumerate(tables["main"])]
 
 
-class GSMHard(NumericBenchmark):
+class _OneFileBenchmark(NumericBenchmark):
+    """A benchmark in one data file, offline, or one hub table without configs: the same rows either way."""
+
+    def _rows(self, path: Path) -> list[dict[str, Any]]:
+        return jsonl_records(path.read_text(encoding="utf-8"))
+
+    def load_offline(self) -> list[Sample]:
+        return self._samples(self._rows(self.data_paths()[0]))
+
+    def from_hub(self, tables: dict[str | None, list[dict[str, Any]]]) -> list[Sample]:
+        return self._samples(tables[None])
+
+    @staticmethod
+    def _samples(rows: Iterable[dict[str, Any]]) -> list[Sample]:
+        raise NotImplementedError
+
+
+class GSMHard(_OneFileBenchmark):
     name = "gsm-hard"
     title = "GSM-Hard"
     task_description = (
@@ -65,19 +82,13 @@ class GSMHard(NumericBenchmark):
     data_files = ("gsm_hard/gsmhardv2.jsonl",)
     rel_tol = 1e-4
 
-    def load_offline(self) -> list[Sample]:
-        return self._samples(_jsonl(self.data_paths()[0]))
-
-    def from_hub(self, tables: dict[str | None, list[dict[str, Any]]]) -> list[Sample]:
-        return self._samples(tables[None])
-
     @staticmethod
     def _samples(rows: Iterable[dict[str, Any]]) -> list[Sample]:
         return [Sample(id=f"gsm-hard-{i}", question=row["input"], answer=number_text(row["target"]))
                 for i, row in enumerate(rows)]
 
 
-class SVAMP(NumericBenchmark):
+class SVAMP(_OneFileBenchmark):
     name = "svamp"
     title = "SVAMP"
     task_description = (
@@ -91,11 +102,8 @@ class SVAMP(NumericBenchmark):
     hub = HubSource("ChilleD/SVAMP", "train+test")
     data_files = ("svamp/SVAMP.json",)
 
-    def load_offline(self) -> list[Sample]:
-        return self._samples(json.loads(self.data_paths()[0].read_text(encoding="utf-8")))
-
-    def from_hub(self, tables: dict[str | None, list[dict[str, Any]]]) -> list[Sample]:
-        return self._samples(tables[None])
+    def _rows(self, path: Path) -> list[dict[str, Any]]:
+        return json.loads(path.read_text(encoding="utf-8"))  # one JSON array, not JSON lines
 
     @staticmethod
     def _samples(rows: Iterable[dict[str, Any]]) -> list[Sample]:
@@ -173,7 +181,7 @@ class MGSM(NumericBenchmark):
 CRITICAL_THINKING = "critical thinking"
 
 
-class GSMPlus(NumericBenchmark):
+class GSMPlus(_OneFileBenchmark):
     name = "gsm-plus"
     title = "GSM-Plus (testmini)"
     task_description = (
@@ -188,19 +196,9 @@ class GSMPlus(NumericBenchmark):
     hub = HubSource("qintongli/GSM-Plus", "testmini")
     data_files = ("gsm_plus/gsmplus_testmini.jsonl",)
 
-    def load_offline(self) -> list[Sample]:
-        return self._samples(_jsonl(self.data_paths()[0]))
-
-    def from_hub(self, tables: dict[str | None, list[dict[str, Any]]]) -> list[Sample]:
-        return self._samples(tables[None])
-
     @staticmethod
     def _samples(rows: Iterable[dict[str, Any]]) -> list[Sample]:
         """All rows but the 'critical thinking' ones: their problems lack a fact on purpose and their gold is
         the string 'None', which no number can match. Ids keep the row's position in the file."""
         return [Sample(id=f"gsm-plus-{i}", question=row["question"], answer=str(row["answer"]))
                 for i, row in enumerate(rows) if row["perturbation_type"] != CRITICAL_THINKING]
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return jsonl_records(path.read_text(encoding="utf-8"))

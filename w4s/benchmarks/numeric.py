@@ -189,11 +189,6 @@ def to_number(value: Any) -> float | None:
     return read_number(value).value
 
 
-def numeric_match(prediction: Any, gold: str, rel_tol: float = 1e-6, abs_tol: float = 1e-9) -> float:
-    """:func:`numeric_score`'s value alone."""
-    return numeric_score(prediction, gold, rel_tol, abs_tol).value
-
-
 class NumericBenchmark(Benchmark):
     """A benchmark whose gold answers are single numbers, scored with :func:`numeric_score`."""
 

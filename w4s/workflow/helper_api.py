@@ -221,7 +221,7 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def extract_answer_str(text: str) -> str:
@@ -230,7 +230,7 @@ def extract_answer_str(text: str) -> str:
     boxed = _last_boxed(text)
     if boxed is not None:
         return boxed
-    numbers = NUMBER.findall(text)
+    numbers = _NUMBER.findall(text)
     if numbers:
         return numbers[-1].replace(",", "")
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
