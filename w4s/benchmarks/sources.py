@@ -93,10 +93,20 @@ def load_hub(benchmark: Benchmark) -> list[Sample]:
     return benchmark.from_hub(tables)
 
 
-def describe_source(benchmark: Benchmark, task: TaskSpec) -> str:
+def source_kind(benchmark: Benchmark, task: TaskSpec) -> str:
+    """``file``, ``offline`` or ``hub``: ``task.source`` with ``auto`` resolved for this machine."""
     if task.dataset:
-        return f"file {task.dataset}"
+        return "file"
     if task.source == "offline" or (task.source == "auto" and benchmark.offline_available()):
+        return "offline"
+    return "hub"
+
+
+def describe_source(benchmark: Benchmark, task: TaskSpec) -> str:
+    kind = source_kind(benchmark, task)
+    if kind == "file":
+        return f"file {task.dataset}"
+    if kind == "offline":
         return f"offline: {benchmark.offline_source}"
     hub = benchmark.hub
     return f"hub: {hub.path} ({hub.split})" if hub else "hub: none"
@@ -106,10 +116,10 @@ def load_task(task: TaskSpec) -> LoadedTask:
     from w4s.benchmarks import get_benchmark
 
     benchmark = get_benchmark(task.benchmark, data_dir=task.data_dir)
-    source = describe_source(benchmark, task)
-    if task.dataset:
-        samples = parse_jsonl(read_dataset_text(task.dataset), benchmark, task.dataset)
-    elif source.startswith("offline"):
+    kind = source_kind(benchmark, task)
+    if kind == "file":
+        samples = parse_jsonl(read_dataset_text(str(task.dataset)), benchmark, str(task.dataset))
+    elif kind == "offline":
         if not benchmark.offline_available():
             raise SpecError(f"task.source: no offline copy of {benchmark.name} here"
                             + (f" ({benchmark.offline_source}: set task.dataDir or W4S_DATA_DIR)"
@@ -117,4 +127,4 @@ def load_task(task: TaskSpec) -> LoadedTask:
         samples = benchmark.load_offline()
     else:
         samples = load_hub(benchmark)
-    return LoadedTask(benchmark, samples, source)
+    return LoadedTask(benchmark, samples, describe_source(benchmark, task))
