@@ -2,10 +2,12 @@
 
 One workflow makes 3 sequential LLM calls per sample; 128 samples; a scripted OpenAI-compatible endpoint (its
 own process, so it does not share the runner's GIL) answers each call after 200 ms; concurrency 32. The floor
-is ceil(128 / 32) x 3 x 0.2 s = 2.4 s: any time above it is the runner's overhead (worker processes, the pipe
-protocol, HTTP, budget accounting). Everything runs through the real Evaluator, WorkerPool and LLM client.
+is ceil(128 / 32) x 3 x 0.2 s = 2.4 s: any time above it is the runner's overhead (sandbox workers, the pipe
+protocol, the gateway on its unix socket, HTTP, budget accounting). Everything runs through the real Evaluator,
+Sandbox (gateway and warm worker pool; gVisor where runsc is installed, see --backend) and LLM client.
 
     python bench/eval_overhead.py [--samples 128] [--concurrency 32] [--latency 0.2] [--calls 3] [--repeats 3]
+        [--backend auto|gvisor|process]
 
 Prints a table; the last line is ``ratio_to_floor=X`` for the best warm-pool run.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from harness import ExactMatch, evaluator_parts  # noqa: E402
+from harness import ExactMatch, sandbox_for  # noqa: E402
 from scripted_llm import Call, start_process  # noqa: E402
 
 from w4s.benchmarks.base import Sample  # noqa: E402
@@ -45,15 +47,16 @@ def respond(call: Call) -> str:
     return f"the answer is {''.join(ch for ch in text if ch.isdigit()) or '0'}"
 
 
-async def measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+async def measure(base_url: str, args: argparse.Namespace) -> tuple[list[tuple[str, float, float]], str]:
     samples = [Sample(id=f"s{i}", question=f"task {i}", answer=str(i)) for i in range(args.samples)]
     endpoint = ExecutorSpec(name="executor", provider="openai-compatible", model="scripted", base_url=base_url,
                             price={"input_per_mtok": "0", "output_per_mtok": "0"})
     ledger = Ledger()
-    sandbox = SandboxSpec(concurrency=args.concurrency)
+    spec = SandboxSpec(concurrency=args.concurrency, backend=args.backend)
     rows = []
-    async with evaluator_parts([endpoint], sandbox, ledger) as (pool, clients):
-        evaluator = Evaluator(pool, clients, ExactMatch(samples), sandbox, seed=0)
+    async with sandbox_for([endpoint], spec, ledger, cache=False) as sandbox:  # every run makes its calls
+        evaluator = Evaluator(sandbox, ExactMatch(samples))
+        description = f"{sandbox.description}, {sandbox.pool.size} worker(s) x {sandbox.pool.per_worker}"
         for i in range(args.repeats + 1):
             started = time.perf_counter()
             result = await evaluator.evaluate(WORKFLOW, samples)
@@ -64,7 +67,7 @@ async def measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, fl
     expected_calls = (args.repeats + 1) * args.samples * args.calls
     if ledger.by_role["executor"].calls != expected_calls:
         raise SystemExit(f"expected {expected_calls} LLM calls, ledger counted {ledger.by_role['executor'].calls}")
-    return rows
+    return rows, description
 
 
 def main() -> None:
@@ -74,11 +77,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--calls", type=int, default=3, help="LLM calls per sample (fixed by the workflow)")
     parser.add_argument("--repeats", type=int, default=3, help="warm-pool runs after the cold one")
+    parser.add_argument("--backend", choices=("auto", "gvisor", "process"), default="auto",
+                        help="sandbox backend (auto: gvisor where runsc is installed)")
     args = parser.parse_args()
     base_url, stop = start_process("eval_overhead:respond" if __name__ == "__main__" else f"{__name__}:respond",
                                    latency_s=args.latency)
     try:
-        rows = asyncio.run(measure(base_url, args))
+        rows, description = asyncio.run(measure(base_url, args))
     finally:
         stop()
     floor = math.ceil(args.samples / args.concurrency) * args.calls * args.latency
@@ -88,6 +93,7 @@ def main() -> None:
     warm = [wall for name, wall, _ in rows[1:]]
     print(f"samples={args.samples} concurrency={args.concurrency} latency={args.latency}s calls/sample={args.calls} "
           f"warm median={statistics.median(warm):.3f}s")
+    print(f"sandbox: {description}")
     print(f"ratio_to_floor={min(warm) / floor:.3f}")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install w4s with the given extras (default: serve). Idempotent: a second run only checks.
+# Install the system packages w4s needs (compilers, gVisor's runsc), create .venv and install w4s with the given
+# extras (default: serve). Idempotent: a second run only checks.
 # llama-cpp-python (the `serve` extra) compiles llama.cpp once (~5 min on 2 cores); pip caches the wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +16,14 @@ missing=()
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v runsc >/dev/null 2>&1 || missing+=(runsc)  # gVisor: the sandbox for generated workflow code
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the isolation tests' network-namespace test host
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing build tools: ${missing[*]}"
+    echo "installing system packages: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "please install: ${missing[*]} (needed to build llama-cpp-python)" >&2
+    echo "please install: ${missing[*]} (build tools for llama-cpp-python; runsc for the gVisor sandbox)" >&2
     exit 1
   fi
 fi

@@ -21,8 +21,8 @@ from w4s.llm.pricing import resolve_price
 from w4s.llm.providers import build_provider
 from w4s.records import RunResult
 from w4s.runner import run_optimization
+from w4s.sandbox.session import Sandbox
 from w4s.spec import ExecutorSpec, OptimizationSpec, SandboxSpec, merge, parse_spec
-from w4s.workflow.pool import WorkerPool
 
 PRICE = {"inputPerMtok": "1", "outputPerMtok": "2"}
 
@@ -49,18 +49,17 @@ class ExactMatch(Benchmark):
 
 
 @asynccontextmanager
-async def evaluator_parts(executors: Sequence[ExecutorSpec], sandbox: SandboxSpec,
-                          ledger: Ledger | None = None) -> AsyncIterator[tuple[WorkerPool, dict[str, LLMClient]]]:
-    """What an Evaluator needs besides a benchmark: a worker pool and one client per executor (its role is the
-    executor's name), all closed on exit."""
+async def sandbox_for(executors: Sequence[ExecutorSpec], spec: SandboxSpec, ledger: Ledger | None = None,
+                      seed: int = 0, cache: bool = True) -> AsyncIterator[Sandbox]:
+    """What an Evaluator needs besides a benchmark: the sandbox with its gateway in front of one client per
+    executor (its role is the executor's name), all closed on exit."""
     ledger = ledger or Ledger()
     clients = {e.name: LLMClient(build_provider(e), resolve_price(e), ledger, e.name, e.max_retries)
                for e in executors}
-    pool = WorkerPool(sandbox.concurrency, sandbox.worker_memory_mb)
     try:
-        yield pool, clients
+        async with Sandbox(spec, clients, seed, log=lambda _: None, cache=cache) as sandbox:
+            yield sandbox
     finally:
-        await pool.close()
         for client in clients.values():
             await client.provider.aclose()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
 import pytest
-from harness import evaluator_parts
+from harness import sandbox_for
 from scripted_llm import Call, ScriptedLLM
 
 import w4s.baselines
@@ -171,8 +171,8 @@ async def evaluate_many(server: ScriptedLLM, jobs: Sequence[tuple[Benchmark, str
     """Evaluate (benchmark, code, sample) jobs concurrently in one worker pool with one scripted executor."""
     spec = ExecutorSpec(name="default", provider="openai", model="scripted-executor", base_url=server.base_url,
                         api_key_env="W4S_SCRIPTED_KEY", price=FREE, max_retries=0)
-    async with evaluator_parts([spec], sandbox()) as (pool, clients):
-        return list(await asyncio.gather(*(Evaluator(pool, clients, bench, sandbox(), seed=0).evaluate(code, [sample])
+    async with sandbox_for([spec], sandbox()) as box:
+        return list(await asyncio.gather(*(Evaluator(box, bench).evaluate(code, [sample])
                                            for bench, code, sample in jobs)))
 
 

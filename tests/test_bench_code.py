@@ -10,7 +10,6 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,8 +17,8 @@ import pytest
 
 from w4s.benchmarks.base import Sample, Score, sample_from_record
 from w4s.benchmarks.code import MBPP, CodeBenchmark, HumanEval, docstring_tests
+from w4s.sandbox.checks import CheckResult, CodeChecker
 from w4s.workflow.confine import descendants
-from w4s.workflow.helper_api import run_check
 
 T = TypeVar("T")
 
@@ -172,12 +171,20 @@ def test_public_tests_pass_with_the_reference_and_fail_with_a_wrong_answer(
     """What ``agent.test_on_public_test`` runs: every HumanEval sample's docstring asserts, some MBPP ones."""
     chosen = [s for s in humaneval.values() if s.public_tests]
     chosen += [mbpp[f"mbpp-{i}"] for i in (11, 17, 100, 250, 510)] + [s for s in mbpp.values() if s.meta["setup"]]
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda s: run_check(s.answer + "\n\n" + "\n".join(s.public_tests), 10, 512), chosen))
-    assert {s.id: r for s, r in zip(chosen, results, strict=True) if not r["ok"]} == {}
     wrong = "def remove_Occ(s, ch):\n    return s[1:]\n"
-    result = run_check(wrong + "\n" + mbpp["mbpp-11"].public_tests[0], 10, 512)
-    assert not result["ok"] and result["error"].startswith("AssertionError (line: assert remove_Occ(")
+
+    async def grade() -> list[CheckResult]:
+        checker = CodeChecker()
+        try:
+            programs = [s.answer + "\n\n" + "\n".join(s.public_tests) for s in chosen]
+            programs.append(wrong + "\n" + mbpp["mbpp-11"].public_tests[0])
+            return list(await asyncio.gather(*(checker.run(p, 10) for p in programs)))
+        finally:
+            await checker.close()
+
+    *results, result = asyncio.run(grade())
+    assert {s.id: r for s, r in zip(chosen, results, strict=True) if not r.passed} == {}
+    assert not result.passed and str(result.error).startswith("AssertionError (line: assert remove_Occ(")
 
 
 def test_wrong_and_malformed_answers_score_zero_with_a_reason(

@@ -1,6 +1,7 @@
 """The ``w4s`` command line: ``w4s optimize`` runs or resumes a run, ``w4s show`` prints one; ``w4s eval``,
 ``w4s score`` and ``w4s benchmarks`` evaluate a given workflow, score a predictions file and list or export the
-benchmarks."""
+benchmarks; ``w4s sandbox exec`` runs one workflow on one task in the sandbox; ``w4s gateway`` serves the LLM
+gateway."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from w4s.benchmarks.splits import split_for
 from w4s.console import ConsoleReporter, records_table, summary_table
 from w4s.errors import W4SError
 from w4s.evalrun import SPLITS, evaluate_workflow, split_samples
+from w4s.gateway.service import serve_gateway
 from w4s.runner import run_optimization
 from w4s.runstore import RunStore
+from w4s.sandbox.exec import exec_workflow
 from w4s.spec import OptimizationSpec, load_spec_file, merge, parse_spec
 from w4s.store import open_store
 
@@ -67,8 +70,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["metaAgent"] = parse_endpoint(args.meta_agent, "--meta-agent")
     if getattr(args, "budget_usd", None) is not None:
         o["budget"] = {"maxCostUsd": args.budget_usd}
-    if getattr(args, "concurrency", None) is not None:
-        o["sandbox"] = {"concurrency": args.concurrency}
+    sandbox = _given_flags(args, (("concurrency", "concurrency"), ("backend", "backend"),
+                                  ("sampleTimeoutSeconds", "timeout"), ("workerMemoryMb", "memory"),
+                                  ("maxLlmCallsPerSample", "max_llm_calls")))
+    if sandbox:
+        o["sandbox"] = sandbox
     if getattr(args, "run_dir", None):
         o["store"] = str(Path(args.run_dir).resolve())
     return o
@@ -176,6 +182,24 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
+    spec = _spec_from_args(args)
+    path = Path(args.workflow)
+    if not path.is_file():
+        raise W4SError(f"--workflow: no such file {args.workflow!r}")
+    err = Console(stderr=True, soft_wrap=True)
+    result = asyncio.run(exec_workflow(spec, path.read_text(encoding="utf-8"), args.task,
+                                       log=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False)))
+    print(json.dumps(result, default=str))
+    return 0 if result["ok"] else 1
+
+
+def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
+    spec = _spec_from_args(args)
+    asyncio.run(serve_gateway(spec, args.listen, log=lambda m: console.print(f"[dim]{m}[/dim]")))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace, console: Console) -> int:
     spec = _spec_from_args(args)
     task = load_task(spec.task)
@@ -260,7 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     _task_flags(bm, benchmark_required=False)
     bm.add_argument("--split", default="validation", choices=(*SPLITS, "all"))
     bm.add_argument("--json", action="store_true", help="print the list as JSON")
+    sb = sub.add_parser("sandbox", help="run one workflow on one task in the sandbox (audit the isolation)")
+    sb_sub = sb.add_subparsers(dest="action", required=True)
+    ex = sb_sub.add_parser("exec", help="print {ok, answer, error, wall_s} as JSON",
+                           description="Run one workflow on one task in the configured sandbox and print a JSON "
+                                       "result; exit code 1 when the workflow failed.")
+    ex.add_argument("--workflow", required=True, help="a .py file defining workflow(agent, task)")
+    ex.add_argument("--task", required=True, help="the task text the workflow receives")
+    ex.add_argument("--timeout", help="sample wall clock in seconds (sandbox.sampleTimeoutSeconds)")
+    ex.add_argument("--memory", type=int, help="memory of the sample's process in MB (sandbox.workerMemoryMb)")
+    _endpoint_flags(ex)
+    ex.set_defaults(embedded_defaults="executors")
+
+    gw = sub.add_parser("gateway", help="serve the LLM gateway (the only holder of provider keys)",
+                        description="Serve the executors of a spec to sandboxes. Needs $W4S_GATEWAY_ADMIN_TOKEN.")
+    gw.add_argument("--listen", required=True, help="unix:/path/to.sock or HOST:PORT")
+    _endpoint_flags(gw)
+    gw.set_defaults(embedded_defaults="executors")
     return parser
+
+
+def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML spec (its executors, sandbox and budget sections are used)")
+    parser.add_argument("--executor", help="PROVIDER:MODEL[@BASE_URL] (default: the embedded local model)")
+    parser.add_argument("--backend", choices=("auto", "gvisor", "process"), help="sandbox.backend")
+    parser.add_argument("--max-llm-calls", type=int, help="sandbox.maxLlmCallsPerSample")
+    parser.add_argument("--budget-usd", help="stop once this many dollars are spent")
 
 
 def _task_flags(parser: argparse.ArgumentParser, benchmark_required: bool) -> None:
@@ -280,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(soft_wrap=True)
     try:
         commands = {"optimize": cmd_optimize, "show": cmd_show, "eval": cmd_eval, "score": cmd_score,
-                    "benchmarks": cmd_benchmarks}
+                    "benchmarks": cmd_benchmarks, "sandbox": cmd_sandbox, "gateway": cmd_gateway}
         return commands[args.command](args, console)
     except W4SError as err:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)

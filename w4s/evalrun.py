@@ -1,6 +1,6 @@
 """Evaluate one given workflow (a file or a named baseline) on one split: ``w4s eval`` and the baselines table.
 
-This is the loop's evaluation without the meta-agent: the same worker pool, executors, budget and scorer, so a
+This is the loop's evaluation without the meta-agent: the same sandbox, executors, budget and scorer, so a
 score printed here is comparable with the scores a run records.
 """
 
@@ -20,8 +20,9 @@ from w4s.endpoints import Endpoints
 from w4s.errors import SpecError
 from w4s.evaluation import Evaluator, ProgressFn, SampleResult
 from w4s.llm.ledger import Ledger
+from w4s.sandbox.backends import backend_name
+from w4s.sandbox.session import Sandbox
 from w4s.spec import OptimizationSpec
-from w4s.workflow.pool import WorkerPool
 
 SPLITS = ("validation", "private", "public", "test")
 
@@ -77,15 +78,24 @@ class EvalSession:
     def __init__(self, spec: OptimizationSpec, log: Callable[[str], None] = print) -> None:
         self.spec = spec
         self.ledger = Ledger(spec.budget.max_cost)
+        self._log = log
         self._endpoints = Endpoints(spec, self.ledger, log, meta_agent=False)
-        self._pool = WorkerPool(spec.sandbox.concurrency, spec.sandbox.worker_memory_mb)
+        self._sandbox: Sandbox | None = None
 
     async def __aenter__(self) -> EvalSession:
+        backend_name(self.spec.sandbox)
         await self._endpoints.__aenter__()
+        try:
+            self._sandbox = await Sandbox(self.spec.sandbox, self._endpoints.executors, self.spec.seed,
+                                          self._log).__aenter__()
+        except BaseException:
+            await self._endpoints.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._pool.close()
+        if self._sandbox is not None:
+            await self._sandbox.aclose()
         await self._endpoints.aclose()
 
     async def evaluate(self, task: LoadedTask, workflow: str, split: str, limit: int | None = None,
@@ -98,8 +108,8 @@ class EvalSession:
         if not samples:
             raise SpecError(f"--split: the {split} split is empty with these split sizes")
         label, code = resolve_workflow(workflow, task.benchmark)
-        evaluator = Evaluator(self._pool, self._endpoints.executors, task.benchmark, self.spec.sandbox,
-                              self.spec.seed)
+        assert self._sandbox is not None
+        evaluator = Evaluator(self._sandbox, task.benchmark)
         spent, started = self.ledger.total_cost, time.monotonic()
         evaluation = await evaluator.evaluate(code, samples, progress)
         return EvalReport(benchmark=task.benchmark.name, workflow=label, split=split, source=task.source,

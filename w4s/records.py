@@ -94,6 +94,7 @@ class Manifest(_Record):
     splits_fingerprint: str
     spec: dict[str, Any]
     data_source: str | None = None  # where the samples came from (offline copy, hub, file)
+    sandbox: str | None = None  # where workflow code ran: gvisor, or process (reported as unsandboxed)
 
 
 class RunResult(_Record):

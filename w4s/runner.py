@@ -18,9 +18,10 @@ from w4s.metaagent.agent import MetaAgent
 from w4s.records import Manifest, RunResult, RunStatus
 from w4s.reporting import Reporter
 from w4s.runstore import RunStore, now
+from w4s.sandbox.backends import backend_name
+from w4s.sandbox.session import Sandbox
 from w4s.spec import OptimizationSpec
 from w4s.store import open_store
-from w4s.workflow.pool import WorkerPool
 
 # Changing these between a crash and a restart cannot change what was already recorded.
 RESUMABLE_FIELDS = {"iterations", "budget", "store"}
@@ -71,6 +72,7 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     runs = RunStore(store)
     run_id = run_id_of(store.uri)
     Endpoints.check(spec)
+    backend_name(spec.sandbox)
     task, splits = _splits(spec)
     benchmark = task.benchmark
     log(f"{benchmark.name}: {len(task.samples)} samples ({task.source}); splits private {len(splits.private)}, "
@@ -96,14 +98,15 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     runs.write_manifest(manifest)
 
     ledger = Ledger(spec.budget.max_cost)
-    pool = WorkerPool(spec.sandbox.concurrency, spec.sandbox.worker_memory_mb)
     try:
-        async with Endpoints(spec, ledger, log) as endpoints:
+        async with Endpoints(spec, ledger, log) as endpoints, \
+                Sandbox(spec.sandbox, endpoints.executors, spec.seed, log) as sandbox:
+            manifest = manifest.model_copy(update={"sandbox": sandbox.description})
+            runs.write_manifest(manifest)
             optimizer = Optimizer(
                 spec=spec, run_id=manifest.run_id, benchmark=benchmark, splits=splits,
                 meta=MetaAgent(endpoints.meta, spec.meta_agent, spec.seed),
-                evaluator=Evaluator(pool, endpoints.executors, benchmark, spec.sandbox, spec.seed),
-                ledger=ledger, runs=runs, reporter=reporter)
+                evaluator=Evaluator(sandbox, benchmark), ledger=ledger, runs=runs, reporter=reporter)
             result = await optimizer.run()
     except BudgetExceeded as err:
         result = _partial_result(runs, manifest.run_id, "stopped", str(err), ledger)
@@ -113,7 +116,6 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
         runs.write_manifest(manifest.model_copy(update={"status": "failed", "reason": str(err)}))
         raise
     finally:
-        await pool.close()
         await benchmark.aclose()
     runs.write_manifest(manifest.model_copy(update={"status": result.status, "reason": result.reason}))
     return result

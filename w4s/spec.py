@@ -148,15 +148,27 @@ class MetaAgentSpec(EndpointSpec):
 
 
 class SandboxSpec(_Model):
-    """Limits for untrusted workflow code. Backend 'process' is a separate worker process; the sandbox issue
-    adds gVisor."""
+    """Where and under which limits untrusted workflow code runs. Every limit stops the one sample that crosses
+    it, never the pool, and reaches the meta-agent as that sample's error."""
 
-    backend: Literal["process"] = "process"
+    backend: Literal["auto", "gvisor", "process"] = Field(
+        "auto", description="gvisor: each worker is a gVisor container (runsc locally, runtimeClassName gvisor in "
+        "a cluster); process: plain worker processes, reported as unsandboxed; auto: gvisor where runsc works.")
+    required: bool = Field(False, description="Refuse to run unless workflows are sandboxed by gVisor (the "
+                           "operator sets this in clusters).")
+    platform: Literal["ptrace", "kvm", "systrap"] = Field("ptrace", description="gVisor platform (runsc "
+                                                          "--platform) for local workers.")
     concurrency: int = Field(16, ge=1, le=512, description="Samples evaluated at once.")
-    sample_timeout_seconds: DecimalString = "600"
-    execute_code_timeout_seconds: DecimalString = "10"
+    samples_per_worker: int = Field(8, ge=1, le=64, description="Samples one sandbox worker runs at once, each "
+                                    "in its own child process; workers = ceil(concurrency / samplesPerWorker).")
+    sample_timeout_seconds: DecimalString = Field("600", description="Wall clock for one sample.")
+    execute_code_timeout_seconds: DecimalString = Field("10", description="Wall clock for one execute_code call.")
     execute_code_memory_mb: int = Field(512, ge=32)
-    worker_memory_mb: int = Field(2048, ge=64)
+    worker_memory_mb: int = Field(2048, ge=64, description="Address space of one sample's process.")
+    max_processes: int = Field(64, ge=4, le=4096, description="Processes and threads one sample may run.")
+    max_output_kb: int = Field(1024, ge=1, description="Largest result (answer and error) one sample may return.")
+    max_file_mb: int = Field(16, ge=1, description="Largest file, and most printed output, one sample may write.")
+    max_open_files: int = Field(256, ge=16, le=65536)
     max_llm_calls_per_sample: int = Field(64, ge=1, description="A workflow that loops on the LLM is stopped.")
     json_retries: int = Field(2, ge=0, le=10, description="Re-asks when a JSON-format reply is malformed.")
 

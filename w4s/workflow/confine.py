@@ -1,14 +1,12 @@
-"""Keeping a worker's processes contained, short of a real sandbox (the sandbox issue adds gVisor).
+"""Process-level containment used by sandbox workers, inside gVisor and in the plain-process backend alike.
 
-- A worker starts in a network namespace of its own (a user namespace too when not root), so it has no network
-  at all, not even loopback: its only way to an LLM is the pipe to the runner, which checks and counts the call.
+- A plain-process worker starts in a network namespace of its own (a user namespace too when not root), so its
+  only way out is the gateway's unix socket.
 - A worker is a child subreaper: anything it starts, even with ``setsid`` and a double fork, stays below it in
   the process tree, so killing the tree from the top leaves nothing running. A process group kill would miss
   those.
-
-Not covered here: a worker runs as the runner's user, so it can read other same-user processes' ``/proc`` files
-(a runner started from a shell that exported a key: the shell's environment). Only a separate user or PID
-namespace closes that, which is what the gVisor sandbox provides.
+- Each sample runs under a uid of its own where the worker is root, so "everything that sample started" is
+  simply every process of that uid.
 
 Standard library only: the worker imports this module too (and the model-server launcher its die_with_parent).
 """
@@ -23,6 +21,7 @@ import time
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -59,22 +58,63 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
+def no_new_privileges() -> None:
+    """No exec can gain privileges again (setuid binaries, file capabilities)."""
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _real_uid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid``, repeating while new ones appear (one may fork between scan and kill)."""
+    for _ in range(10):
+        victims = [pid for pid in _pids() if _real_uid(pid) == uid]
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads')."""
+    found: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except FileNotFoundError:  # the thread ended between the listing and the open
+            continue
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """All processes below ``pid`` in the process tree (from /proc), deepest last."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):  # os, not pathlib: this runs in every worker and pathlib is slow to import
-        if not name.isdigit():
-            continue
+    tree: dict[int, list[int]] = {}
+    for pid_ in _pids():  # os, not pathlib: this runs in every worker and pathlib is slow to import
         try:
-            with open(f"/proc/{name}/stat") as f:
+            with open(f"/proc/{pid_}/stat") as f:
                 stat = f.read()
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(name))
+        tree.setdefault(ppid, []).append(pid_)
     found, frontier = [], [pid]
     while frontier:
-        nxt = [c for p in frontier for c in children.get(p, [])]
+        nxt = [c for p in frontier for c in tree.get(p, [])]
         found += nxt
         frontier = nxt
     return found
@@ -126,23 +166,3 @@ def end_group(pgid: int, timeout: float = 2.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.002)
-
-
-def _has_children() -> bool:
-    """Cheap check before a full /proc scan: a subreaper with no children has no descendants at all."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                if f.read().strip():
-                    return True
-        except FileNotFoundError:  # the thread ended between the listing and the open
-            continue
-    return False
-
-
-def kill_strays() -> None:
-    """Kill and reap whatever this process still has running below it (called between samples)."""
-    if not _has_children():
-        return
-    _kill_descendants(os.getpid())
-    reap_orphans()

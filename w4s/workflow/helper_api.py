@@ -1,9 +1,9 @@
 """The helper API a workflow sees as ``agent`` (paper, appendix A.2).
 
-This module runs inside the worker process, next to untrusted code, so it is standard-library only and holds no
-secrets: an LLM call is a request over the worker's pipe to the runner, which owns the providers, the prices and
-the budget. Code execution goes one level further down, into a child process with wall-clock, CPU and memory
-limits, because ``execute_code`` runs model-written code on model-written input.
+This module runs inside the sandbox, next to untrusted code, so it is standard-library only and holds no
+secrets: an LLM call is a request to the gateway with the sample's own token, and the gateway owns the
+providers, the prices and the budget. Code execution goes one level further down, into a child process with
+wall-clock, CPU and memory limits, because ``execute_code`` runs model-written code on model-written input.
 """
 
 from __future__ import annotations
@@ -12,77 +12,10 @@ import json
 import os
 import re
 import resource
-import sys
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from w4s.workflow.confine import end_group
-
-if TYPE_CHECKING:
-    import subprocess
-
-# Runs in the execute_code child: reads the code on stdin, calls solution(), writes JSON to the saved stdout.
-_EXEC_RUNNER = r"""
-import json, os, sys, traceback
-out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-code = sys.stdin.read()
-try:
-    ns = {"__name__": "__solution__"}
-    exec(compile(code, "<execute_code>", "exec"), ns)
-    fn = ns.get("solution")
-    if not callable(fn):
-        raise ValueError("the code must define a function solution() that returns the result")
-    value = fn()
-    out.write(json.dumps({"ok": True, "value": value}, default=str))
-except BaseException as err:
-    tb = traceback.format_exception(type(err), err, err.__traceback__)
-    out.write(json.dumps({"ok": False, "error": "".join(tb[-6:])}))
-out.flush()
-"""
-
-# Runs public tests: the solution, then each assert as its own check so one failure does not hide the rest.
-_TEST_RUNNER = r"""
-import json, os, sys, traceback
-out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-payload = json.loads(sys.stdin.read())
-failures = []
-ns = {"__name__": "__solution__"}
-try:
-    exec(compile(payload["solution"], "<solution>", "exec"), ns)
-except BaseException as err:
-    out.write(json.dumps({"ok": False, "failures": [{"test": "(loading the solution)",
-                                                      "error": f"{type(err).__name__}: {err}"}]}))
-    out.flush()
-    raise SystemExit(0)
-for test in payload["tests"]:
-    try:
-        exec(compile(test, "<test>", "exec"), dict(ns))
-    except BaseException as err:
-        failures.append({"test": test, "error": f"{type(err).__name__}: {err}"})
-out.write(json.dumps({"ok": not failures, "failures": failures}))
-out.flush()
-"""
-
-# Runs a grading program (an answer's code followed by its hidden tests): it passes when it runs to the end.
-# The program goes into linecache so a failure can name its line ("AssertionError (line: assert ...)").
-_CHECK_RUNNER = r"""
-import json, linecache, os, sys, traceback
-out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-program = sys.stdin.read()
-linecache.cache["<check>"] = (len(program), None, program.splitlines(True), "<check>")
-try:
-    exec(compile(program, "<check>", "exec"), {"__name__": "__main__"})
-    out.write(json.dumps({"ok": True}))
-except BaseException as err:
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == "<check>"]
-    where = f" (line: {frames[-1].line.strip()[:200]})" if frames and frames[-1].line else ""
-    message = str(err)[:300]
-    out.write(json.dumps({"ok": False, "error": f"{type(err).__name__}{': ' + message if message else ''}{where}"}))
-out.flush()
-"""
 
 _REFLECTION_PROMPT = """You are given a programming problem, a candidate solution and the public tests it fails.
 Reflect on why it fails, then write a corrected solution.
@@ -130,77 +63,109 @@ def _tail(file: IO[bytes], size: int = 4096) -> str:
     return file.read().decode("utf-8", "replace")
 
 
-def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait until the child exits or ``timeout`` passes; True if it exited (and is reaped).
+def _wait(pid: int, timeout: float) -> int | None:
+    """Wait until child ``pid`` exits or ``timeout`` passes: its wait status, or None on timeout.
 
-    A pidfd wakes up the moment the child exits; ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms, a large
-    share of a short program's run, so it is only the fallback where pidfds are missing. No helper thread: the
-    worker's check for leftover children reads every thread's entry in /proc.
+    A pidfd wakes up the moment the child exits; where pidfds are missing, poll every 2 ms (a sleep of 50 ms, as
+    ``Popen.wait`` does, would be a large share of a short program's run).
     """
     import select
-    import subprocess
+    import time
 
+    deadline = time.monotonic() + timeout
     try:
-        fd = os.pidfd_open(proc.pid)
+        fd = os.pidfd_open(pid)
     except (AttributeError, OSError):
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        fd = -1
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(max(0, int(timeout * 1000)))
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if fd >= 0:
+                select.select([fd], [], [], left)
+            else:
+                time.sleep(min(0.002, left))
     finally:
-        os.close(fd)
-    return proc.poll() is not None
+        if fd >= 0:
+            os.close(fd)
 
 
-def _run_limited(runner: str, stdin: str, timeout: float, memory_mb: int) -> dict[str, Any]:
-    """Run a runner script in a limited child; its process group is killed on timeout so nothing lingers.
+def _run_limited(task: Callable[[], dict[str, Any]], timeout: float, memory_mb: int) -> dict[str, Any]:
+    """Run ``task`` in a forked child under wall-clock, CPU, memory and file-size limits; its process group is
+    killed afterwards so nothing it started lingers.
 
-    The child's input and output are unlinked temporary files, not pipes: the wait is for the child itself, so a
-    process it started that keeps the output open cannot stall the caller until the timeout, and the output is
-    bounded by the file-size limit instead of piling up in this process's memory.
+    A fork rather than a new interpreter: a fresh Python costs hundreds of milliseconds under gVisor, and the
+    sample's uid may not be allowed to execute the host's Python at all in the plain-process backend. The
+    child's output is an unlinked temporary file, not a pipe: the wait is for the child itself, so a process it
+    started that keeps the output open cannot stall the caller until the timeout, and the output is bounded by
+    the file-size limit instead of piling up in this process's memory.
     """
-    import subprocess  # imported here: most workflows never execute code, and worker start-up time adds up
     import tempfile
+    import traceback
 
-    with tempfile.TemporaryDirectory(prefix="w4s-exec-") as cwd, tempfile.TemporaryFile() as given, \
-            tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
-        given.write(stdin.encode("utf-8", "replace"))
-        given.seek(0)
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", runner], stdin=given, stdout=output, stderr=errors, cwd=cwd,
-            env={"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": cwd},
-            start_new_session=True, preexec_fn=_limit_child(memory_mb, int(timeout) + 1),
-        )
+    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's side
+            status = 0
+            try:
+                os.setsid()
+                _limit_child(memory_mb, int(timeout) + 1)()
+                os.dup2(errors.fileno(), 1)
+                os.dup2(errors.fileno(), 2)
+                try:
+                    result = task()
+                except BaseException as err:
+                    lines = traceback.format_exception(type(err), err, err.__traceback__)
+                    result = {"ok": False, "error": "".join(lines[-6:])}
+                output.write(json.dumps(result, default=str).encode())
+                output.flush()
+            except BaseException:
+                status = 70
+            os._exit(status)
         try:
-            if not _exited(proc, timeout):
-                os.killpg(proc.pid, 9)
-                proc.wait()
-                raise ExecutionError(f"code execution timed out after {timeout:g} s")
+            status = _wait(pid, timeout)
         finally:
-            end_group(proc.pid)  # whatever the code forked dies with it, and is reaped by this subreaper
+            end_group(pid)  # whatever the code forked dies with it, and is reaped
+        if status is None:
+            raise ExecutionError(f"code execution timed out after {timeout:g} s")
         output.seek(0)
         out, err = output.read().decode("utf-8", "replace"), _tail(errors)
     if not out:
-        reason = "ran out of memory" if "MemoryError" in err else f"exited with code {proc.returncode}"
+        how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exited with code {os.WEXITSTATUS(status)}")
+        reason = "ran out of memory" if "MemoryError" in err else how
         raise ExecutionError(f"code execution {reason}: {err.strip()[-800:]}")
     return json.loads(out)
 
 
-def run_check(program: str, timeout: float, memory_mb: int) -> dict[str, Any]:
-    """Run a grading program in a limited child: ``{"ok": True}`` or ``{"ok": False, "error": why}``.
+def _solution_value(code: str) -> dict[str, Any]:
+    """What execute_code runs: the code, then its ``solution()``."""
+    namespace: dict[str, Any] = {"__name__": "__solution__"}
+    exec(compile(code, "<execute_code>", "exec"), namespace)
+    solution = namespace.get("solution")
+    if not callable(solution):
+        raise ValueError("the code must define a function solution() that returns the result")
+    return {"ok": True, "value": solution()}
 
-    Only the worker's ``check`` operation calls this, in workers that never run workflow code, so a workflow
-    cannot tamper with grading.
-    """
+
+def _public_tests(solution: str, tests: list[str]) -> dict[str, Any]:
+    """The solution, then each assert as its own check so one failure does not hide the rest."""
+    namespace: dict[str, Any] = {"__name__": "__solution__"}
     try:
-        return _run_limited(_CHECK_RUNNER, program, timeout, memory_mb)
-    except ExecutionError as err:
-        return {"ok": False, "error": str(err)}
+        exec(compile(solution, "<solution>", "exec"), namespace)
+    except BaseException as err:
+        return {"ok": False, "failures": [{"test": "(loading the solution)", "error": f"{type(err).__name__}: {err}"}]}
+    failures = []
+    for test in tests:
+        try:
+            exec(compile(test, "<test>", "exec"), dict(namespace))
+        except BaseException as err:
+            failures.append({"test": test, "error": f"{type(err).__name__}: {err}"})
+    return {"ok": not failures, "failures": failures}
 
 
 _BOXED = "\\boxed{"
@@ -350,7 +315,8 @@ class Agent:
         """Run code that defines ``solution()`` in a limited child process and return its value."""
         limit = float(self._limits["execute_code_timeout"])
         timeout = limit if timeout is None else min(float(timeout), limit)
-        result = _run_limited(_EXEC_RUNNER, str(code), timeout, int(self._limits["execute_code_memory_mb"]))
+        source = str(code)
+        result = _run_limited(lambda: _solution_value(source), timeout, int(self._limits["execute_code_memory_mb"]))
         if not result["ok"]:
             raise ExecutionError(f"error when executing code:\n{result['error']}")
         return result["value"]
@@ -390,9 +356,8 @@ class Agent:
         return {"result": False, "solution": solution, "feedback": feedback, "count": count}
 
     def _run_tests(self, solution: str, tests: list[str]) -> dict[str, Any]:
-        payload = json.dumps({"solution": solution, "tests": tests})
         try:
-            return _run_limited(_TEST_RUNNER, payload, float(self._limits["execute_code_timeout"]),
+            return _run_limited(lambda: _public_tests(solution, tests), float(self._limits["execute_code_timeout"]),
                                 int(self._limits["execute_code_memory_mb"]))
         except ExecutionError as err:
             return {"ok": False, "failures": [{"test": "(all)", "error": str(err)}]}

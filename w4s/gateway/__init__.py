@@ -1,0 +1,1 @@
+"""The LLM gateway: the only holder of provider keys, between untrusted workflows and the providers."""
