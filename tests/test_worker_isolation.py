@@ -508,3 +508,23 @@ def test_public_tests_run_and_failures_are_repaired_by_the_executor_scripted_llm
     fix_prompt = next(p for p in prompts if "FIXABLE" in p)
     assert "return a - b" in fix_prompt and "assert add(1, 2) == 3" in fix_prompt
     assert "assert add(-1, 1) == 0" in fix_prompt  # every failing test is reported, not only the first
+
+
+def test_workers_of_one_host_never_share_sample_uids() -> None:
+    """Clean-up kills every process of a finished sample's uid: two workers handing out the same uids would
+    kill each other's samples (plain processes share the host's uids; gVisor containers do not)."""
+    async def go() -> list[Outcome]:
+        spec = sandbox_spec(concurrency=2, samples_per_worker=1, sample_timeout_seconds="20")
+        async with sandbox_for([NO_LLM], spec) as box:
+            slow = box.run_workflow(textwrap.dedent('''
+                def workflow(agent, task):
+                    import os, time
+                    time.sleep(2)
+                    return {"answer": os.getuid()}
+                '''), "slow", "task", {})
+            fast = [box.run_workflow(textwrap.dedent(PID_WORKFLOW), f"fast{i}", "task", {}) for i in range(3)]
+            results = await asyncio.gather(slow, *fast)
+            return [Outcome(r.answer, r.error_text, r.wall_s) for r, _ in results]
+
+    outcomes = asyncio.run(go())
+    assert [o.error for o in outcomes] == [None] * 4

@@ -60,6 +60,7 @@ class ProcessBackend(Backend):
 
     name = "process"
     sandboxed = False
+    _serial = itertools.count()  # across pools: every worker on the host needs uids no other worker hands out
 
     def gateway_address(self, socket_name: str) -> str:
         return f"unix:{self.socket_dir / socket_name}"
@@ -73,8 +74,11 @@ class ProcessBackend(Backend):
             confine.die_with_parent()
 
         package_root = str(Path(w4s.__file__).resolve().parent.parent)
+        # Worker uids: 100000 + 1000 * slot, the slot from this runner's pid and a per-process serial, so that
+        # neither two workers of this runner nor (short of a pid collision mod 4096) of two runners share a uid.
+        slot = (os.getpid() % 4096) * 256 + next(self._serial) % 256
         return await asyncio.create_subprocess_exec(
-            *gvisor.worker_command(package_root, self.spares),
+            *gvisor.worker_command(package_root, self.spares, 100000 + 1000 * slot),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd="/", env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True, preexec_fn=prepare,
             limit=_STREAM_LIMIT)

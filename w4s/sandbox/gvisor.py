@@ -32,11 +32,11 @@ def _bind(source: str | Path, destination: str | Path) -> dict[str, Any]:
     return {"destination": str(destination), "type": "bind", "source": str(source), "options": ["rbind", "ro"]}
 
 
-def worker_command(package_root: str, spares: int) -> list[str]:
+def worker_command(package_root: str, spares: int, uid_base: int = 20000) -> list[str]:
     """The worker's command line, importing ``w4s.workflow`` from ``package_root`` only (``-I``: no site
     packages, no environment variables, no current directory)."""
     boot = f"import sys; sys.path.insert(0, {package_root!r}); from w4s.workflow.worker import main; main()"
-    return [os.path.realpath(sys.executable), "-I", "-c", boot, "--spares", str(spares)]
+    return [os.path.realpath(sys.executable), "-I", "-c", boot, "--spares", str(spares), "--uid-base", str(uid_base)]
 
 
 def build_bundle(bundle: Path, socket_dir: Path, *, spares: int, tmp_mb: int) -> Path:

@@ -44,8 +44,7 @@ from w4s.workflow import confine, sample
 _PRELOAD = ("subprocess", "tempfile", "select", "re", "math", "random", "collections", "itertools", "functools",
             "statistics", "string", "textwrap", "typing", "dataclasses", "heapq", "bisect", "operator", "fractions",
             "decimal", "datetime", "copy", "ast", "hashlib", "concurrent.futures", "threading", "unicodedata")
-_FIRST_UID = 20000
-_UID_RANGE = 40000
+_UID_RANGE = 1000  # uids a worker cycles through; each worker on a host needs a range of its own
 _EXIT_GRACE_S = 1.0  # a child that sent its result but has not exited by then is killed
 _LOG_TAIL = 1500
 
@@ -81,13 +80,13 @@ def _drop_privileges(uid: int) -> None:
 
 
 class Supervisor:
-    def __init__(self, conn_in: int, conn_out: int, spares: int, base_dir: str) -> None:
+    def __init__(self, conn_in: int, conn_out: int, spares: int, base_dir: str, uid_base: int) -> None:
         self._in = conn_in
         self._out = conn_out
         self._spare_target = spares
         self._base = base_dir
         self.uid_isolation = os.geteuid() == 0
-        self._uids = itertools.cycle(range(_FIRST_UID, _FIRST_UID + _UID_RANGE))
+        self._uids = itertools.cycle(range(uid_base, uid_base + _UID_RANGE))
         self._serial = itertools.count()
         self._spares: list[_Child] = []
         self._running: dict[int, _Child] = {}  # by pid, until reaped
@@ -345,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="w4s.workflow.worker")
     parser.add_argument("--listen", help="serve runners over TCP on HOST:PORT instead of stdin/stdout")
     parser.add_argument("--spares", type=int, default=4, help="children forked ahead of jobs")
+    parser.add_argument("--uid-base", type=int, default=20000,
+                        help=f"first of the {_UID_RANGE} uids handed to samples (distinct per worker on one host)")
     args = parser.parse_args(argv)
     for module in _PRELOAD:
         importlib.import_module(module)
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         server = socket.create_server((host or "0.0.0.0", int(port)))
         while True:
             conn, _ = server.accept()
-            supervisor = Supervisor(conn.fileno(), conn.fileno(), args.spares, _base_dir())
+            supervisor = Supervisor(conn.fileno(), conn.fileno(), args.spares, _base_dir(), args.uid_base)
             try:
                 supervisor.serve()
             finally:
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     os.close(empty)
     os.close(closed)
     os.dup2(2, 1)  # stray prints cannot corrupt the protocol
-    supervisor = Supervisor(conn_in, conn_out, args.spares, _base_dir())
+    supervisor = Supervisor(conn_in, conn_out, args.spares, _base_dir(), args.uid_base)
     try:
         supervisor.serve()
     finally:
