@@ -35,7 +35,9 @@ def test_run_on_s3_store_and_rerun_is_a_no_op_scripted_llm(s3_endpoint, monkeypa
                      "checkpoints/iter-0002.json", "workflows/iter-0001-cand-0.py",
                      "evaluations/iter-0002-cand-0.json"):
         assert expected in keys
-    assert runs.read_manifest().status == "complete"
+    manifest = runs.read_manifest()
+    assert manifest.status == "complete"
+    assert manifest.sandbox == "gvisor"  # the default backend where runsc is installed, as bootstrap does
 
 
 def test_more_iterations_extend_a_finished_run_scripted_llm(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from w4s.metaagent.agent import MetaAgent
 from w4s.records import Manifest, RunResult, RunStatus
 from w4s.reporting import Reporter
 from w4s.runstore import RunStore, now
-from w4s.sandbox.backends import backend_name
+from w4s.sandbox.backends import backend_name, describe_backend
 from w4s.sandbox.session import Sandbox
 from w4s.spec import OptimizationSpec
 from w4s.store import open_store
@@ -72,7 +72,7 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     runs = RunStore(store)
     run_id = run_id_of(store.uri)
     Endpoints.check(spec)
-    backend_name(spec.sandbox)
+    sandbox_kind = describe_backend(backend_name(spec.sandbox))
     task, splits = _splits(spec)
     benchmark = task.benchmark
     log(f"{benchmark.name}: {len(task.samples)} samples ({task.source}); splits private {len(splits.private)}, "
@@ -90,19 +90,18 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
         if done is not None and done.iterations_completed >= spec.iterations:
             log(f"run {manifest.run_id} is already complete")
             return done
-        manifest = manifest.model_copy(update={"spec": wire, "status": "running", "reason": None})
+        manifest = manifest.model_copy(update={"spec": wire, "status": "running", "reason": None,
+                                               "sandbox": sandbox_kind})
     else:
         manifest = Manifest(run_id=run_id, w4s_version=__version__, created=now(), updated=now(),
                             status="running", splits_fingerprint=splits.fingerprint(), spec=wire,
-                            data_source=task.source)
+                            data_source=task.source, sandbox=sandbox_kind)
     runs.write_manifest(manifest)
 
     ledger = Ledger(spec.budget.max_cost)
     try:
         async with Endpoints(spec, ledger, log) as endpoints, \
                 Sandbox(spec.sandbox, endpoints.executors, spec.seed, log) as sandbox:
-            manifest = manifest.model_copy(update={"sandbox": sandbox.description})
-            runs.write_manifest(manifest)
             optimizer = Optimizer(
                 spec=spec, run_id=manifest.run_id, benchmark=benchmark, splits=splits,
                 meta=MetaAgent(endpoints.meta, spec.meta_agent, spec.seed),

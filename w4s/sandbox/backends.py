@@ -31,7 +31,6 @@ class Backend(abc.ABC):
     """Starts worker processes; ``socket_dir`` is the host directory holding the gateway's unix socket."""
 
     name: str
-    sandboxed: bool
 
     def __init__(self, socket_dir: Path, spares: int) -> None:
         self.socket_dir = socket_dir
@@ -51,7 +50,7 @@ class Backend(abc.ABC):
 
     @property
     def description(self) -> str:
-        return self.name if self.sandboxed else f"{self.name} (UNSANDBOXED: workflow code can read the host's files)"
+        return describe_backend(self.name)
 
 
 class ProcessBackend(Backend):
@@ -59,7 +58,6 @@ class ProcessBackend(Backend):
     a uid per sample where the runner is root. Not a sandbox: the host's world-readable files are readable."""
 
     name = "process"
-    sandboxed = False
     _serial = itertools.count()  # across pools: every worker on the host needs uids no other worker hands out
 
     def gateway_address(self, socket_name: str) -> str:
@@ -88,7 +86,6 @@ class GVisorBackend(Backend):
     """Each worker is one gVisor container started with ``runsc run``; the bundle is built once per pool."""
 
     name = "gvisor"
-    sandboxed = True
     _ids = itertools.count()
 
     def __init__(self, socket_dir: Path, spares: int, runsc: str, platform: str) -> None:
@@ -112,6 +109,12 @@ class GVisorBackend(Backend):
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def describe_backend(name: str) -> str:
+    """How a backend is reported (log, run manifest, ``w4s sandbox exec``): plain processes never pass for a
+    sandbox."""
+    return name if name == GVisorBackend.name else f"{name} (UNSANDBOXED: workflow code can read the host's files)"
 
 
 def backend_name(spec: SandboxSpec) -> str:

@@ -188,10 +188,6 @@ def sandbox_network_policy(
     runner can hand the sandbox the gateway Service's ClusterIP and no lookup is needed. ``allow_dns`` opens
     port 53 to the cluster DNS only, for gateway URLs that use a Service name.
     """
-    for arg, value in (("name", name), ("namespace", namespace), ("run_name", run_name)):
-        _check_dns_label(arg, value)
-    _check_port("gateway_port", gateway_port)
-    _check_port("worker_port", worker_port)
     egress: list[dict[str, Any]] = [
         {"to": [{"podSelector": _selector(_GATEWAY, run_name)}], "ports": [{"protocol": "TCP", "port": gateway_port}]}
     ]
@@ -207,22 +203,9 @@ def sandbox_network_policy(
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
             }
         )
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(name, namespace, _labels(_SANDBOX, run_name), owner),
-        "spec": {
-            "podSelector": _selector(_SANDBOX, run_name),
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": _selector(_RUNNER, run_name)}],
-                    "ports": [{"protocol": "TCP", "port": worker_port}],
-                }
-            ],
-            "egress": egress,
-        },
-    }
+    return _network_policy(name, namespace, run_name, _SANDBOX, owner, ingress_from=(_RUNNER,),
+                           ingress_port=worker_port, ports={"gateway_port": gateway_port, "worker_port": worker_port},
+                           egress=egress)
 
 
 def gateway_network_policy(
@@ -239,26 +222,37 @@ def gateway_network_policy(
     left open (only ``Ingress`` is in ``policyTypes``): the gateway calls LLM providers on the internet, whose
     addresses no stable ipBlock can describe.
     """
+    return _network_policy(name, namespace, run_name, _GATEWAY, owner, ingress_from=(_SANDBOX, _RUNNER),
+                           ingress_port=gateway_port, ports={"gateway_port": gateway_port}, egress=None)
+
+
+def _network_policy(name: str, namespace: str, run_name: str, component: str, owner: dict[str, Any] | None, *,
+                    ingress_from: tuple[str, ...], ingress_port: int, ports: dict[str, int],
+                    egress: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A policy for one component of a run: ingress only from the listed components of the same run, on
+    ``ingress_port``; with ``egress`` given, Egress is listed too, so anything not in it is denied. ``ports``
+    are the caller's port arguments, validated by name."""
     for arg, value in (("name", name), ("namespace", namespace), ("run_name", run_name)):
         _check_dns_label(arg, value)
-    _check_port("gateway_port", gateway_port)
+    for arg, port in ports.items():
+        _check_port(arg, port)
+    spec: dict[str, Any] = {
+        "podSelector": _selector(component, run_name),
+        "policyTypes": ["Ingress"] if egress is None else ["Ingress", "Egress"],
+        "ingress": [
+            {
+                "from": [{"podSelector": _selector(source, run_name)} for source in ingress_from],
+                "ports": [{"protocol": "TCP", "port": ingress_port}],
+            }
+        ],
+    }
+    if egress is not None:
+        spec["egress"] = egress
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _metadata(name, namespace, _labels(_GATEWAY, run_name), owner),
-        "spec": {
-            "podSelector": _selector(_GATEWAY, run_name),
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": _selector(_SANDBOX, run_name)},
-                        {"podSelector": _selector(_RUNNER, run_name)},
-                    ],
-                    "ports": [{"protocol": "TCP", "port": gateway_port}],
-                }
-            ],
-        },
+        "metadata": _metadata(name, namespace, _labels(component, run_name), owner),
+        "spec": spec,
     }
 
 

@@ -44,8 +44,8 @@ class JobResult:
         return f"{text}\n{trace}" if trace else text
 
     @classmethod
-    def failure(cls, kind: str, message: str, wall_s: float = 0.0) -> JobResult:
-        return cls(False, error={"type": kind, "message": message, "traceback": ""}, wall_s=wall_s)
+    def failure(cls, kind: str, message: str) -> JobResult:
+        return cls(False, error={"type": kind, "message": message, "traceback": ""})
 
 
 class SandboxWorker:
@@ -53,7 +53,6 @@ class SandboxWorker:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
-        self.uid_isolation = False
         self._pending: dict[int, asyncio.Future[JobResult]] = {}
         self._stderr = b""
         self._drain = asyncio.create_task(self._drain_stderr())
@@ -72,7 +71,6 @@ class SandboxWorker:
             await worker.kill()
             raise W4SError(f"the {backend.name} sandbox worker failed to start: "
                            f"{worker.stderr_tail() or 'no output'}")
-        worker.uid_isolation = bool(ready.get("uid_isolation"))
         worker._reader = asyncio.create_task(worker._read_results())
         return worker
 
@@ -176,10 +174,6 @@ class SandboxPool:
     @property
     def size(self) -> int:
         return len(self._workers)
-
-    @property
-    def uid_isolation(self) -> bool:
-        return any(w is not None and w.uid_isolation for w in self._workers)
 
     async def run(self, job: dict[str, Any], timeout: float | None = None) -> JobResult:
         """Run one job (a workflow sample or a grading check) and return its result; never raises for what the

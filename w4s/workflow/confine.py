@@ -18,6 +18,7 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -78,15 +79,21 @@ def _real_uid(pid: int) -> int | None:
     return None
 
 
-def kill_uid(uid: int) -> None:
-    """SIGKILL every process of ``uid``, repeating while new ones appear (one may fork between scan and kill)."""
+def _kill_all(find: Callable[[], list[int]]) -> None:
+    """SIGKILL every process ``find`` lists, again while it lists any: one may fork between the scan and the
+    kill."""
     for _ in range(10):
-        victims = [pid for pid in _pids() if _real_uid(pid) == uid]
+        victims = find()
         if not victims:
             return
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid``."""
+    _kill_all(lambda: [pid for pid in _pids() if _real_uid(pid) == uid])
 
 
 def children(pid: int) -> list[int]:
@@ -120,21 +127,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _kill_descendants(pid: int) -> None:
-    """SIGKILL everything below ``pid``. Repeats while new descendants appear, since a process may fork between
-    the scan and the kill."""
-    for _ in range(5):
-        below = descendants(pid)
-        if not below:
-            return
-        for child in below:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child, signal.SIGKILL)
-
-
 def kill_tree(pid: int) -> None:
     """SIGKILL everything below ``pid``, then ``pid`` itself."""
-    _kill_descendants(pid)
+    _kill_all(lambda: descendants(pid))
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 

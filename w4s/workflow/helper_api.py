@@ -57,7 +57,8 @@ def _limit_child(memory_mb: int, cpu_seconds: int) -> Callable[[], None]:
     return apply
 
 
-def _tail(file: IO[bytes], size: int = 4096) -> str:
+def file_tail(file: IO[bytes], size: int = 4096) -> str:
+    """The last ``size`` bytes of an open file, as text."""
     file.seek(0, os.SEEK_END)
     file.seek(max(0, file.tell() - size))
     return file.read().decode("utf-8", "replace")
@@ -133,7 +134,7 @@ def _run_limited(task: Callable[[], dict[str, Any]], timeout: float, memory_mb: 
         if status is None:
             raise ExecutionError(f"code execution timed out after {timeout:g} s")
         output.seek(0)
-        out, err = output.read().decode("utf-8", "replace"), _tail(errors)
+        out, err = output.read().decode("utf-8", "replace"), file_tail(errors)
     if not out:
         how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exited with code {os.WEXITSTATUS(status)}")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from w4s.workflow import confine, sample
+from w4s.workflow.helper_api import file_tail
 
 # Imported before any fork, so samples start with them loaded (and can use them even where the Python
 # installation is not readable by the samples' uids, as under a 0700 /root in the plain-process backend).
@@ -62,15 +63,6 @@ class _Child:
     limit: int = 0  # output limit in bytes
     buffer: bytearray = field(default_factory=bytearray)
     reported: bool = False
-
-
-def _prefault() -> None:
-    """Take the copy-on-write faults now, while the child waits for a job, instead of while it runs one: every
-    reference count a job touches is a write to a page shared with the worker, and each first write faults
-    (about 5 us natively, far more under gVisor's ptrace platform)."""
-    gc.unfreeze()
-    for obj in gc.get_objects():
-        del obj
 
 
 def _drop_privileges(uid: int) -> None:
@@ -125,7 +117,6 @@ class Supervisor:
                     _drop_privileges(uid)
                 confine.no_new_privileges()
                 os.set_inheritable(result_w, False)
-                _prefault()
             except BaseException:
                 os._exit(71)
             sample.serve_job(job_r, result_w, workdir, uid is not None)
@@ -200,9 +191,7 @@ class Supervisor:
 
     def _log_tail(self, child: _Child) -> str:
         with contextlib.suppress(OSError), open(os.path.join(child.workdir, "output.log"), "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - _LOG_TAIL))
-            return log.read().decode("utf-8", "replace").strip()
+            return file_tail(log, _LOG_TAIL).strip()
         return ""
 
     def _kill(self, child: _Child) -> None:
