@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -528,3 +529,33 @@ def test_workers_of_one_host_never_share_sample_uids() -> None:
 
     outcomes = asyncio.run(go())
     assert [o.error for o in outcomes] == [None] * 4
+
+
+def test_closing_the_pool_leaves_no_worker_directory_behind() -> None:
+    """Workers are killed with SIGKILL and cannot clear up; the backend removes their directories."""
+    (outcome,) = run_in_pool(['''
+        def workflow(agent, task):
+            import os
+            return {"answer": os.getcwd()}
+        '''])
+    assert outcome.error is None
+    sample_dir = Path(outcome.answer)
+    assert sample_dir.parent.name.startswith("w4s-samples-")  # the worker's directory, one per worker
+    assert not sample_dir.parent.exists() and not sample_dir.parent.parent.exists()
+
+
+def test_cancelling_a_worker_start_leaves_no_process_behind() -> None:
+    """Cancelled while waiting for a worker's ready line (Ctrl-C during warm-up), the pool kills what it spawned
+    rather than leave it to the parent-death signal."""
+    before = set(descendants(os.getpid()))
+
+    async def go() -> set[int]:
+        async with sandbox_for([NO_LLM], sandbox_spec(backend="gvisor")) as box:
+            warming = asyncio.create_task(box.pool.warm())
+            await asyncio.sleep(0.2)  # spawned, not ready yet: a gVisor worker takes about 0.7 s to start
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
+            return set(descendants(os.getpid())) - before
+
+    assert asyncio.run(go()) == set()

@@ -60,11 +60,17 @@ class ProcessBackend(Backend):
     name = "process"
     _serial = itertools.count()  # across pools: every worker on the host needs uids no other worker hands out
 
+    def __init__(self, socket_dir: Path, spares: int) -> None:
+        super().__init__(socket_dir, spares)
+        # The workers' temporary directories go here: a worker killed with SIGKILL cannot remove its own.
+        self._dir = Path(tempfile.mkdtemp(prefix="w4s-workers-"))
+        self._dir.chmod(0o711)  # sample uids reach their own directories below, but cannot list them
+
     def gateway_address(self, socket_name: str) -> str:
         return f"unix:{self.socket_dir / socket_name}"
 
     def close(self) -> None:
-        """Plain processes leave nothing on the host once killed."""
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     async def spawn(self) -> asyncio.subprocess.Process:
         def prepare() -> None:
@@ -78,7 +84,8 @@ class ProcessBackend(Backend):
         return await asyncio.create_subprocess_exec(
             *gvisor.worker_command(package_root, self.spares, 100000 + 1000 * slot),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd="/", env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True, preexec_fn=prepare,
+            cwd="/", env={"PATH": os.defpath, "LANG": "C.UTF-8", "TMPDIR": str(self._dir)},
+            start_new_session=True, preexec_fn=prepare,
             limit=_STREAM_LIMIT)
 
 

@@ -67,6 +67,9 @@ class SandboxWorker:
             ready = json.loads(line) if line else None
         except (TimeoutError, ValueError):
             ready = None
+        except BaseException:  # cancelled while starting: the process must not outlive the pool
+            await worker.kill()
+            raise
         if not ready or ready.get("op") != "ready":
             await worker.kill()
             raise W4SError(f"the {backend.name} sandbox worker failed to start: "
