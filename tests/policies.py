@@ -60,8 +60,9 @@ NO_CODE = "I would improve the workflow by thinking harder, but here is no code 
 
 @dataclass
 class Plan:
-    """What the meta-agent replies: ``("skill", 0.6)``, ``("syntax",)``, ``("crash",)`` or ``("nocode",)``
-    per (iteration, candidate, attempt); unplanned calls get a workflow with DEFAULT_SKILL."""
+    """What the meta-agent replies: ``("skill", 0.6)``, ``("syntax",)``, ``("crash",)``, ``("nocode",)`` or
+    ``("code", source)`` (that workflow verbatim) per (iteration, candidate, attempt); unplanned calls get a
+    workflow with DEFAULT_SKILL."""
 
     seed: int
     steps: dict[tuple[int, int, int], tuple] = field(default_factory=dict)
@@ -72,6 +73,9 @@ class Plan:
         tag = f"MARK-{key[0]}-{key[1]}-{key[2]}" if key else "MARK-unplanned"
         if step[0] == "skill":
             return GOOD.format(tag=tag, skill=step[1])
+        if step[0] == "code":
+            return (f"## Analysis\nA workflow of the test's choosing ({tag}).\n\n"
+                    f"## Workflow\n```python\n{step[1]}\n```\n")
         template = {"syntax": SYNTAX_ERROR, "crash": RUNTIME_ERROR, "nocode": NO_CODE}[step[0]]
         return template.format(tag=tag)
 

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import sandbox_for
+from harness import meta_calls, run, sandbox_for, scripted
 from scripted_llm import ScriptedLLM
 from servers import stop_process, wait_until
 
+from w4s.runstore import RunStore
 from w4s.sandbox import gvisor
 from w4s.spec import ExecutorSpec, SandboxSpec
+from w4s.store import open_store
 from w4s.workflow.confine import descendants
 
 SUITE = Path(__file__).parent / "adversarial"
@@ -269,4 +271,45 @@ def test_every_escape_is_contained_through_w4s_sandbox_exec_in_gvisor_scripted_l
     failures = {a.name: why for a in ATTACKS if (why := verdict(a, outcomes[a.name]))}
     assert failures == {}, json.dumps(failures, indent=1)
     assert host.untouched() == []
+    assert strays == []
+
+
+# Attacks that need no task parameters, so the loop can hand them GSM8K questions: the first five fail their
+# dry run (the meta-agent is asked to correct them), the last three run on every validation task.
+IN_THE_LOOP = ("infinite_loop", "slow_memory_bomb", "huge_print", "huge_answer", "budget_exhaust", "fork_bomb",
+               "kill_all", "daemon")
+
+
+def test_the_optimization_goes_on_through_every_escape_attempt_scripted_llm(
+        canary_env: None, tmp_path: Path) -> None:
+    """A meta-agent that writes one attack per iteration: each is contained and every iteration completes. An
+    attack the sandbox stops fails its dry run and its error reaches the meta-agent in the self-correction
+    prompt; one that returns an answer runs on every validation task and scores 0."""
+    attacks = {a.name: a for a in ATTACKS}
+    chosen = [attacks[name] for name in IN_THE_LOOP]
+    steps = {(i + 1, 0, 0): ("code", a.code) for i, a in enumerate(chosen)}
+    before = set(descendants(os.getpid()))
+    with scripted(steps, iterations=len(chosen), sandbox={
+            "backend": "gvisor", "concurrency": 4, "sampleTimeoutSeconds": "3", "workerMemoryMb": 512,
+            "maxLlmCallsPerSample": 16}) as (server, spec):
+        before |= set(descendants(os.getpid()))
+        result = run(spec, tmp_path / "run")
+        metas = meta_calls(server)
+        strays = own_strays(before)
+    assert result.status == "complete" and result.iterations_completed == len(chosen)
+    assert result.skipped_iterations == []
+    records = RunStore(open_store(str(tmp_path / "run"))).read_records()
+    assert [r.iteration for r in records] == list(range(1, len(chosen) + 1))
+    for attack, record in zip(chosen, records, strict=True):
+        pattern = attack.expect[attack.expect["outcome"]]
+        if attack.expect["outcome"] == "error":
+            # Stopped in its dry run; the meta-agent read why and wrote another workflow.
+            (correction,) = record.self_corrections
+            assert re.search(pattern, correction.error, re.IGNORECASE), (attack.name, correction.error)
+            assert any(correction.error in m.messages[-1]["content"] for m in metas), attack.name
+        else:
+            # Ran on every validation task, scored 0, and the loop went on.
+            assert record.self_corrections == [] and record.code.strip() == attack.code.strip()
+            assert record.validation_score == 0.0
+    assert all(CANARY not in json.dumps(m.messages) for m in metas)
     assert strays == []

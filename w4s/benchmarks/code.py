@@ -267,11 +267,12 @@ class CodeBenchmark(Benchmark):
     answer_kind = "code"
 
     def __init__(self, data_dir: str | None = None, *, timeout: float = 15.0, memory_mb: int = 1024,
-                 workers: int = 2) -> None:
+                 workers: int = 2, backend: str = "auto") -> None:
         super().__init__(data_dir)
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.workers = workers
+        self.backend = backend
         self._checker: CodeChecker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -279,7 +280,7 @@ class CodeBenchmark(Benchmark):
         """The grading pool, started on first use inside the running loop (its workers belong to that loop)."""
         loop = asyncio.get_running_loop()
         if self._checker is None:
-            self._checker, self._loop = CodeChecker(self.workers, self.memory_mb), loop
+            self._checker, self._loop = CodeChecker(self.workers, self.memory_mb, self.backend), loop
         elif self._loop is not loop:
             raise RuntimeError(f"{self.name}: scoring moved to another event loop; await aclose() in the loop "
                                "that scored before")

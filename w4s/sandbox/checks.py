@@ -28,9 +28,9 @@ class CodeChecker:
     """Create it inside the event loop that uses it. Grading makes no LLM calls, so the gateway address its
     workers get points at an empty directory."""
 
-    def __init__(self, concurrency: int = 4, memory_mb: int = 1024) -> None:
+    def __init__(self, concurrency: int = 4, memory_mb: int = 1024, backend: str = "auto") -> None:
         self.memory_mb = memory_mb
-        spec = SandboxSpec(concurrency=concurrency, samples_per_worker=concurrency)
+        spec = SandboxSpec(concurrency=concurrency, samples_per_worker=concurrency, backend=backend)
         self._dir = Path(tempfile.mkdtemp(prefix="w4s-grading-"))
         self._pool = SandboxPool(spec, choose_backend(spec, self._dir), "none")
 
@@ -41,7 +41,7 @@ class CodeChecker:
             return CheckResult(True)
         error = result.error or {}
         if error.get("type") == "Timeout":
-            return CheckResult(False, f"grading timed out after {timeout:g} s")
+            return CheckResult(False, f"code execution timed out after {timeout:g} s")
         return CheckResult(False, str(error.get("message") or error.get("type")))
 
     async def close(self) -> None:

@@ -68,10 +68,13 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _real_uid(pid: int) -> int | None:
+def _live_uid(pid: int) -> int | None:
+    """The real uid of a live process; None for a zombie (killing it again changes nothing) or a gone one."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
+                if line.startswith("State:") and line.split()[1] == "Z":
+                    return None
                 if line.startswith("Uid:"):
                     return int(line.split()[1])
     except OSError:
@@ -93,7 +96,7 @@ def _kill_all(find: Callable[[], list[int]]) -> None:
 
 def kill_uid(uid: int) -> None:
     """SIGKILL every process of ``uid``."""
-    _kill_all(lambda: [pid for pid in _pids() if _real_uid(pid) == uid])
+    _kill_all(lambda: [pid for pid in _pids() if _live_uid(pid) == uid])
 
 
 def children(pid: int) -> list[int]:

@@ -8,7 +8,8 @@ a uid of its own, so one sample cannot signal, trace or read another, or the wor
 counts that sample's processes only; the child also loses every capability and gets its own working directory.
 
 The worker enforces the per-sample wall clock and the output limit, kills everything a sample left running,
-and reports each result as soon as it is known, so one sample's failure never costs another its result.
+and reports each sample's result as soon as everything that sample started is stopped, so nothing a sample
+started outlives its result, and one sample's failure never costs another its result.
 
 Protocol: JSON lines over stdin/stdout (or one TCP connection at a time with ``--listen``).
   runner -> worker  {"op": "run", "jobs": [{"id", "code", "task", "context", "token"}
@@ -46,7 +47,6 @@ _PRELOAD = ("subprocess", "tempfile", "select", "re", "math", "random", "collect
             "statistics", "string", "textwrap", "typing", "dataclasses", "heapq", "bisect", "operator", "fractions",
             "decimal", "datetime", "copy", "ast", "hashlib", "concurrent.futures", "threading", "unicodedata")
 _UID_RANGE = 1000  # uids a worker cycles through; each worker on a host needs a range of its own
-_EXIT_GRACE_S = 1.0  # a child that sent its result but has not exited by then is killed
 _LOG_TAIL = 1500
 
 
@@ -62,7 +62,7 @@ class _Child:
     deadline: float = 0.0
     limit: int = 0  # output limit in bytes
     buffer: bytearray = field(default_factory=bytearray)
-    reported: bool = False
+    reaped: bool = False
 
 
 def _drop_privileges(uid: int) -> None:
@@ -145,41 +145,54 @@ class Supervisor:
         self._by_fd[child.result_fd] = child
         self._sel.register(child.result_fd, selectors.EVENT_READ, "result")
 
-    def _report(self, child: _Child, ok: bool, answer: Any = None, error: dict[str, Any] | None = None) -> None:
-        if child.reported:
+    def _end(self, child: _Child, ok: bool, answer: Any = None, error: dict[str, Any] | None = None) -> None:
+        """The sample is over: stop everything it started, then report it, so that nothing a sample started
+        outlives its result (and its token, which the runner revokes on the result)."""
+        if child.pid not in self._running:
             return
-        child.reported = True
-        child.deadline = time.monotonic() + _EXIT_GRACE_S
+        del self._running[child.pid]
+        self._unregister(child)
+        if not child.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
+        if child.uid is not None:
+            confine.kill_uid(child.uid)
+        else:  # whatever was left orphaned below this subreaper
+            known = {c.pid for c in self._spares} | set(self._running)
+            for orphan in confine.children(os.getpid()):
+                if orphan not in known:
+                    confine.kill_tree(orphan)
         self._send({"op": "result", "id": child.job_id, "ok": ok, "answer": answer, "error": error,
                     "wall_s": round(time.monotonic() - child.started, 4)})
+        shutil.rmtree(child.workdir, ignore_errors=True)
 
     def _fail(self, child: _Child, kind: str, message: str) -> None:
-        self._report(child, False, error={"type": kind, "message": message, "traceback": ""})
+        self._end(child, False, error={"type": kind, "message": message, "traceback": ""})
 
     def _read_result(self, child: _Child) -> None:
-        while True:
+        while child.result_fd >= 0:
             try:
                 chunk = os.read(child.result_fd, 1 << 16)
             except BlockingIOError:
                 return
-            if not chunk:
+            if not chunk:  # the child closed it without a whole result: its exit status tells why
                 self._unregister(child)
                 return
             child.buffer += chunk
             if len(child.buffer) > child.limit + sample.FRAME.size:
                 self._fail(child, "OutputLimit", f"the workflow's result is larger than the sandbox's output "
                                                  f"limit of {child.limit} bytes")
-                self._kill(child)
                 return
             if len(child.buffer) >= sample.FRAME.size:
                 (size,) = sample.FRAME.unpack_from(child.buffer)
                 if len(child.buffer) >= sample.FRAME.size + size:
                     try:
                         result = json.loads(bytes(child.buffer[sample.FRAME.size:sample.FRAME.size + size]))
-                        self._report(child, bool(result.get("ok")), result.get("answer"), result.get("error"))
+                        self._end(child, bool(result.get("ok")), result.get("answer"), result.get("error"))
                     except (ValueError, AttributeError):
                         self._fail(child, "ProtocolError", "the workflow process sent a malformed result")
-                    self._unregister(child)
                     return
 
     def _unregister(self, child: _Child) -> None:
@@ -194,33 +207,16 @@ class Supervisor:
             return file_tail(log, _LOG_TAIL).strip()
         return ""
 
-    def _kill(self, child: _Child) -> None:
-        confine.kill_tree(child.pid)
-
     def _exited(self, child: _Child, status: int) -> None:
-        """The child is reaped: report it if it never sent a result, then clear up after it."""
-        if child.result_fd >= 0 and not child.reported:
-            self._read_result(child)
-        if not child.reported:
+        """The child was reaped before it was ended: take a result it sent just before, else report the exit."""
+        child.reaped = True
+        self._read_result(child)
+        if child.pid in self._running:
             how = (f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
                    else f"exited with code {os.WEXITSTATUS(status)}")
             tail = self._log_tail(child)
             self._fail(child, "WorkflowCrashed", f"the workflow process {how} before returning a result"
                                                  + (f"; its last output:\n{tail}" if tail else ""))
-        self._unregister(child)
-        self._clear_up(child)
-
-    def _clear_up(self, child: _Child) -> None:
-        """Nothing a sample started may outlive it: kill whatever still runs under its uid (or, without uid
-        isolation, whatever was left orphaned below this subreaper), then remove its directory."""
-        if child.uid is not None:
-            confine.kill_uid(child.uid)
-        else:
-            known = {c.pid for c in self._spares} | set(self._running)
-            for orphan in confine.children(os.getpid()):
-                if orphan not in known:
-                    confine.kill_tree(orphan)
-        shutil.rmtree(child.workdir, ignore_errors=True)
 
     def _reap(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -233,7 +229,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            child = self._running.pop(pid, None)
+            child = self._running.get(pid)
             if child is not None:
                 self._exited(child, status)
                 continue
@@ -247,12 +243,9 @@ class Supervisor:
     def _expire(self) -> None:
         now = time.monotonic()
         for child in list(self._running.values()):
-            if now < child.deadline:
-                continue
-            if not child.reported:
+            if now >= child.deadline:
                 self._fail(child, "Timeout", f"the sample timed out after {child.deadline - child.started:g} s "
                                              "(sandbox.sampleTimeoutSeconds)")
-            self._kill(child)
 
     # -- protocol ------------------------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:
