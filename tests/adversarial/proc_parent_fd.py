@@ -2,7 +2,9 @@
 
 The parent (the supervisor) holds the job and result pipes of every sample; a sample that can reopen them could
 read other samples' jobs or write a forged result. Containment: listing or opening the parent's fd directory is
-refused ("blocked:"); any fd opened is an escape.
+refused ("blocked:"); any fd opened is an escape, except a file this sample may open by its own path anyway
+(the parent reads world-readable /proc files while it clears up after samples: reopening one of those through
+/proc/<ppid>/fd gains nothing).
 """
 import os
 
@@ -20,7 +22,14 @@ def workflow(agent, task):
     opened, refused = [], {}
     for name in names:
         path = f"/proc/{ppid}/fd/{name}"
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = ""
         for mode in (os.O_RDONLY, os.O_WRONLY):
+            if target.startswith("/") and os.access(target, os.R_OK if mode == os.O_RDONLY else os.W_OK):
+                refused[f"{name}:{mode}"] = f"open by its own path anyway: {target}"
+                continue
             try:
                 fd = os.open(path, mode | os.O_NONBLOCK)
             except OSError as err:
