@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import SeaweedFS, start_seaweedfs
+from servers import SeaweedFS, runner_tmpdir, start_seaweedfs
 
 # Benchmark files that no package ships live next to the project (see ../shared/data/README.md); an explicit
 # W4S_DATA_DIR wins. Tests that need them fail, not skip, when they are missing.
@@ -28,3 +28,10 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def runner_tmp() -> Iterator[Path]:
+    """TMPDIR for a runner subprocess the test kills (see ``servers.runner_tmpdir``)."""
+    with runner_tmpdir() as path:
+        yield path

@@ -7,6 +7,7 @@ sessions on one machine do not touch each other's processes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
@@ -15,8 +16,9 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,3 +216,15 @@ def use_s3(monkeypatch: Any, server: SeaweedFS) -> None:
         monkeypatch.delenv(name, raising=False)
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
+
+
+@contextlib.contextmanager
+def runner_tmpdir() -> Iterator[Path]:
+    """A TMPDIR for a runner the test will SIGKILL: what it leaves there (gateway socket, gVisor bundles and
+    state) is removed afterwards. Short, under /tmp, because runsc and the gateway put unix sockets in it
+    (108-byte path limit), which pytest's tmp_path is too deep for."""
+    path = Path(tempfile.mkdtemp(prefix="w4s-t-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -59,14 +59,14 @@ def _cmdline(pid: int) -> str:
 
 
 @pytest.mark.slow
-def test_killed_runner_leaves_no_model_server(tmp_path: Path) -> None:
+def test_killed_runner_leaves_no_model_server(tmp_path: Path, runner_tmp: Path) -> None:
     """SIGKILL gives the runner no chance to clean up: the servers' parent-death signal must end them."""
     smol = "embedded:smollm2-135m-instruct"
     victim = subprocess.Popen(
         [sys.executable, "-m", "w4s.cli", "optimize", "--meta-agent", smol, "--executor", smol, "--iterations", "1",
          "--validation-size", "2", "--run-dir", str(tmp_path / "run")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "OPENAI_API_KEY": "sk-test-must-not-leak"})
+        env={**os.environ, "OPENAI_API_KEY": "sk-test-must-not-leak", "TMPDIR": str(runner_tmp)})
     try:
         deadline = time.monotonic() + 300
         servers: list[int] = []

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -19,18 +20,33 @@ STEPS = {(1, 0, 0): ("skill", 0.4), (2, 0, 0): ("skill", 0.6), (3, 0, 0): ("skil
          (4, 0, 0): ("skill", 0.65), (5, 0, 0): ("skill", 0.8)}
 
 
-def optimize(config: Path, run_dir: Path) -> subprocess.Popen:
+def optimize(config: Path, run_dir: Path, tmp: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "w4s.cli", "optimize", "--config", str(config),
                              "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
+                            start_new_session=True, text=True, env={**os.environ, "TMPDIR": str(tmp)})
 
 
-def test_kill_during_iteration_3_and_resume_scripted_llm(tmp_path: Path) -> None:
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def test_kill_during_iteration_3_and_resume_scripted_llm(tmp_path: Path, runner_tmp: Path) -> None:
+    # The runner's temporary files (gateway socket, gVisor bundles) go to a directory of the test's: a runner
+    # killed with SIGKILL cannot remove them.
     with scripted(STEPS, iterations=5) as (server, spec):
         config = tmp_path / "spec.yaml"
         config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude={"store"})))
 
-        reference = optimize(config, tmp_path / "a" / "run")
+        reference = optimize(config, tmp_path / "a" / "run", runner_tmp)
         out, _ = reference.communicate(timeout=300)
         assert reference.returncode == 0, out
 
@@ -48,16 +64,22 @@ def test_kill_during_iteration_3_and_resume_scripted_llm(tmp_path: Path) -> None
 
         server.hang_next(1, seconds=20, match=third_iteration)
         killed_dir = tmp_path / "b" / "run"
-        victim = optimize(config, killed_dir)
+        victim = optimize(config, killed_dir, runner_tmp)
         assert reached.wait(timeout=300), "the run never reached iteration 3"
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         assert victim.returncode == -signal.SIGKILL
+        # The gVisor workers run in sessions of their own, out of reach of that group kill: their parent-death
+        # signal must end them (runsc and the sandbox and gofer processes all name the runner's TMPDIR).
+        deadline = time.monotonic() + 15
+        while processes_mentioning(str(runner_tmp)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(str(runner_tmp)) == []
         checkpoints = sorted(p.name for p in (killed_dir / "checkpoints").iterdir())
         assert checkpoints == ["iter-0000.json", "iter-0001.json", "iter-0002.json"]
 
         server.reset()
-        resumed = optimize(config, killed_dir)
+        resumed = optimize(config, killed_dir, runner_tmp)
         out, _ = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, out
         assert "resuming after iteration 2" in out
