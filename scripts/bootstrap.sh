@@ -18,6 +18,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v runsc >/dev/null 2>&1 || missing+=(runsc)  # gVisor: the sandbox for generated workflow code
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the isolation tests' network-namespace test host
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)  # storage of the local control plane (w4s dev cluster)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages: ${missing[*]}"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube import kube_binaries, kube_cluster, kube_namespace, pytest_collection_finish  # noqa: F401  (fixtures, hook)
 from servers import SeaweedFS, runner_tmpdir, start_seaweedfs
 
 # Benchmark files that no package ships live next to the project (see ../shared/data/README.md); an explicit

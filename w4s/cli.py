@@ -22,13 +22,17 @@ from w4s.benchmarks.scorefile import read_predictions, score_predictions
 from w4s.benchmarks.sources import load_task
 from w4s.benchmarks.splits import split_for
 from w4s.console import ConsoleReporter, records_table, summary_table
+from w4s.devcluster import cli as devcluster_cli
 from w4s.errors import W4SError
 from w4s.evalrun import SPLITS, evaluate_workflow, split_samples
 from w4s.gateway.service import serve_gateway
+from w4s.records import RunResult
+from w4s.reporting import Fanout
 from w4s.runner import run_optimization
 from w4s.runstore import RunStore
 from w4s.sandbox.exec import exec_workflow
 from w4s.spec import OptimizationSpec, load_spec_file, merge, parse_spec
+from w4s.statusreport import StatusReporter
 from w4s.store import open_store
 
 _PROVIDERS = ("openai", "anthropic", "openai-compatible", "embedded")
@@ -126,6 +130,49 @@ def cmd_optimize(args: argparse.Namespace, console: Console) -> int:
     console.print(summary_table(result))
     console.print(f"artifacts: {spec.store}")
     return 0 if result.status == "complete" else 3
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    """The runner Job's command: no embedded defaults, and progress reported to the resource's status."""
+    spec = _spec_from_args(args)
+    console_reporter = ConsoleReporter(console, spec.iterations, spec.candidates_per_iteration)
+    status = StatusReporter(args.status_resource, spec.store or "", spec.iterations) \
+        if args.status_resource else None
+
+    async def run() -> RunResult:
+        reporter = Fanout(console_reporter, status) if status else console_reporter
+        try:
+            result = await run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        except W4SError as err:
+            if status:
+                status.fail(str(err))
+                await status.close()
+            raise
+        if status:
+            await status.close(result, f"{open_store(spec.store or '').uri.rstrip('/')}/best_workflow.py")
+        return result
+
+    try:
+        result = asyncio.run(run())
+    finally:
+        console_reporter.close()
+    console.print(summary_table(result))
+    return 0 if result.status == "complete" else 3
+
+
+def cmd_store(args: argparse.Namespace, console: Console) -> int:
+    """Copy everything under a store URI into a local directory (the meta-agent server's weights)."""
+    store = open_store(args.uri)
+    keys = store.list("")
+    if not keys:
+        raise W4SError(f"{args.uri}: nothing stored there")
+    target = Path(args.dir)
+    for key in keys:
+        path = target / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(key))
+    console.print(f"copied {len(keys)} objects from {store.uri} to {target}")
+    return 0
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
@@ -257,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--concurrency", type=int, help="tasks evaluated at once")
     opt.add_argument("--seed", type=int)
     opt.set_defaults(embedded_defaults="any")
+    run = sub.add_parser("run", help="run (or resume) an optimization from a config, as the runner Job does",
+                         description="Run or resume the optimization a config describes, with no embedded "
+                                     "defaults; with --status-resource, report progress to that "
+                                     "WorkflowOptimization's status (the operator's runner Job).")
+    run.add_argument("--config", required=True, help="YAML spec or WorkflowOptimization manifest")
+    run.add_argument("--status-resource", help="NAMESPACE/NAME of the WorkflowOptimization to report to")
+    run.set_defaults(embedded_defaults="")
+    st = sub.add_parser("store", help="copy objects out of a store")
+    st_sub = st.add_subparsers(dest="action", required=True)
+    get = st_sub.add_parser("get", help="copy everything under URI into DIR")
+    get.add_argument("uri", help="s3://bucket/prefix, file:// URI or directory")
+    get.add_argument("dir")
     show = sub.add_parser("show", help="print a run's history and best workflow")
     show.add_argument("run", help="run directory or store URI")
 
@@ -301,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--listen", required=True, help="unix:/path/to.sock or HOST:PORT")
     _endpoint_flags(gw)
     gw.set_defaults(embedded_defaults="executors")
+    devcluster_cli.add_parser(sub)
     return parser
 
 
@@ -328,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
-        commands = {"optimize": cmd_optimize, "show": cmd_show, "eval": cmd_eval, "score": cmd_score,
-                    "benchmarks": cmd_benchmarks, "sandbox": cmd_sandbox, "gateway": cmd_gateway}
+        commands = {"optimize": cmd_optimize, "run": cmd_run, "store": cmd_store, "show": cmd_show,
+                    "eval": cmd_eval, "score": cmd_score, "benchmarks": cmd_benchmarks, "sandbox": cmd_sandbox,
+                    "gateway": cmd_gateway, "dev": devcluster_cli.cmd_dev}
         return commands[args.command](args, console)
     except W4SError as err:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)

@@ -103,7 +103,14 @@ class EndpointSpec(_Model):
     model: str = Field(min_length=1)
     base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible or proxy endpoint.")
     api_key_env: str | None = Field(None, description="Environment variable that holds the API key.")
-    api_key_secret: SecretKeyRef | None = None
+    api_key_secret: SecretKeyRef | None = Field(None, description="Secret key holding the API key (clusters: "
+                                                "the only way to give a credential).")
+    api_key: str | None = Field(None, description="Never set this: an inline credential is rejected. Use "
+                                "apiKeySecret (cluster) or apiKeyEnv (laptop).",
+                                json_schema_extra={"x-kubernetes-validations": [{
+                                    "rule": "size(self) == 0",
+                                    "message": "credentials must not be inline: use apiKeySecret (cluster) "
+                                               "or apiKeyEnv (laptop)"}]})
     price: Price | None = Field(None, description="Overrides the built-in price table.")
     max_tokens: int = Field(2048, ge=1, le=131072, description="Default completion limit per call.")
     request_timeout_seconds: DecimalString = "300"
@@ -111,6 +118,8 @@ class EndpointSpec(_Model):
 
     @model_validator(mode="after")
     def _check_endpoint(self) -> EndpointSpec:
+        if self.api_key:
+            raise ValueError("apiKey: credentials must not be inline: use apiKeySecret (cluster) or apiKeyEnv (laptop)")
         if self.provider == "openai-compatible" and not self.base_url:
             raise ValueError("baseUrl is required for provider 'openai-compatible'")
         if self.provider == "embedded" and self.base_url:
@@ -125,18 +134,34 @@ class EndpointSpec(_Model):
 class ExecutorSpec(EndpointSpec):
     """A strong executor LLM that workflows call through the helper API."""
 
-    name: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    name: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
                       description="Name a workflow may pass as model= to pick this executor.")
     model: str = Field("qwen2.5-coder-1.5b-instruct", min_length=1)
 
 
 class MetaAgentSpec(EndpointSpec):
-    """The weak meta-agent that writes workflows."""
+    """The weak meta-agent that writes workflows. In a cluster, provider embedded means the operator serves it
+    (vLLM), from weightsUri or from the checkpoint of the MetaAgentTraining named by fromTraining."""
 
     model: str = Field("qwen2.5-coder-0.5b-instruct", min_length=1)
+    from_training: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=253,
+        description="Cluster only: name of a MetaAgentTraining in the same namespace whose checkpoint the "
+        "meta-agent server loads (provider must be embedded).")
+    weights_uri: str | None = Field(
+        None, pattern=r"^(s3|file)://.+", description="Cluster only: store URI of the weights the meta-agent "
+        "server loads (default: the operator's default meta-agent weights). Never fetched from a hub at run time.")
     temperature: DecimalString = Field("0.5", description="Sampling temperature (paper: 0.5).")
     top_p: DecimalString = "1.0"
     max_tokens: int = Field(4096, ge=1, le=131072)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> MetaAgentSpec:
+        if (self.from_training or self.weights_uri) and self.provider != "embedded":
+            raise ValueError("fromTraining and weightsUri need provider 'embedded' (the operator serves the model)")
+        if self.from_training and self.weights_uri:
+            raise ValueError("give fromTraining or weightsUri, not both")
+        return self
 
     @property
     def temperature_value(self) -> float:
@@ -158,6 +183,9 @@ class SandboxSpec(_Model):
                            "operator sets this in clusters).")
     platform: Literal["ptrace", "kvm", "systrap"] = Field("ptrace", description="gVisor platform (runsc "
                                                           "--platform) for local workers.")
+    runtime_class_name: str = Field("gvisor", min_length=1, max_length=253, description="Cluster only: the "
+                                    "RuntimeClass of the sandbox worker pods (it must exist: the operator "
+                                    "reports SandboxReady=False otherwise).")
     concurrency: int = Field(16, ge=1, le=512, description="Samples evaluated at once.")
     samples_per_worker: int = Field(8, ge=1, le=64, description="Samples one sandbox worker runs at once, each "
                                     "in its own child process; workers = ceil(concurrency / samplesPerWorker).")
@@ -194,7 +222,7 @@ class OptimizationSpec(_Model):
 
     task: TaskSpec = TaskSpec()
     splits: SplitSpec = SplitSpec()
-    executors: list[ExecutorSpec] = Field(default_factory=lambda: [ExecutorSpec()], min_length=1)
+    executors: list[ExecutorSpec] = Field(default_factory=lambda: [ExecutorSpec()], min_length=1, max_length=16)
     meta_agent: MetaAgentSpec = MetaAgentSpec()
     mode: Literal["optimize", "collect"] = Field(
         "optimize", description="optimize: one action per iteration; collect: best-of-m for RLAO data.")
@@ -255,8 +283,13 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"config {path}: expected a mapping at the top level, got {type(data).__name__}")
     if "kind" in data and "spec" in data:
-        data = data["spec"] or {}
+        # A resource's lifecycle fields (suspend, deadlines, TTL) are the operator's business, not the run's.
+        data = {k: v for k, v in (data["spec"] or {}).items() if k not in CLUSTER_ONLY_FIELDS}
     return data
+
+
+CLUSTER_ONLY_FIELDS = frozenset({"suspend", "activeDeadlineSeconds", "preRunningDeadlineSeconds",
+                                 "ttlSecondsAfterFinished"})
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
