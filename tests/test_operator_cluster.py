@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from harness import scripted
 from kube import apply_crds
 from operator_harness import (
     Api,
@@ -271,8 +275,13 @@ def test_pre_running_deadline_fails_the_resource_and_ttl_deletes_it_with_its_chi
     wfo = _apply(admin, ns, doc)
     obj = _wait_condition(admin, ns, WFO, "gsm8k-collect", "Failed", "True", "PreRunningDeadlineExceeded")
     assert obj["status"]["phase"] == "Failed"
+    series = f'w4s_operator_resource_info{{kind="WorkflowOptimization",name="gsm8k-collect",namespace="{ns}"'
+    metrics = operator.metrics()
+    assert series in metrics
+    assert 'w4s_operator_reconciles_total{kind="WorkflowOptimization",result="success"}' in metrics
     wait_for(lambda: _get(admin, ns, WFO, "gsm8k-collect") is None, "deletion after the TTL", timeout=30)
     _wait_gone(admin, ns, wfo)
+    wait_for(lambda: series not in operator.metrics(), "the deleted resource's series gone from /metrics")
 
 
 def _wait_gone(admin: Api, ns: str, owner: dict[str, Any]) -> None:
@@ -364,3 +373,32 @@ def test_restarts_at_random_points_never_duplicate_children(kube_cluster, admin,
     assert reference["runner pods"] == len(names)
     for _ in range(10):
         assert trial(rng.uniform(0.0, 1.5)) == reference
+
+
+def test_real_runner_reports_progress_with_its_own_token_scripted_llm(kube_cluster, admin, ns, operator, tmp_path,
+                                                                       runner_tmp):
+    """`w4s run --status-resource` (the runner Job's command), run here against a scripted OpenAI-compatible
+    server, with the token of the ServiceAccount the operator made for it: the resource's status follows the
+    run, and the operator turns the runner's result into Complete."""
+    with scripted(iterations=2) as (_server, spec):
+        wire = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        wfo = admin.create({"apiVersion": V, "kind": WFO, "metadata": {"name": "scripted", "namespace": ns},
+                            "spec": {k: v for k, v in wire.items() if k != "store"}})
+        _wait_children(admin, ns, wfo, [(RBAC, "RoleBinding", "runner")])
+        token = service_account_token(admin, ns, "scripted-runner")
+        kubeconfig = kube_cluster.write_token_kubeconfig(tmp_path / "runner-kubeconfig", token)
+        config = tmp_path / "spec.yaml"
+        config.write_text(yaml.safe_dump({**wire, "store": str(tmp_path / "run")}))
+        done = subprocess.run([sys.executable, "-m", "w4s.cli", "run", "--config", str(config),
+                               "--status-resource", f"{ns}/scripted"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KUBECONFIG": str(kubeconfig), "TMPDIR": str(runner_tmp)})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    obj = _wait_condition(admin, ns, WFO, "scripted", "Complete", "True", "Completed")
+    status = obj["status"]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert status["iteration"] == 2 and status["iterations"] == 2
+    assert status["bestValidationScore"] == f"{result['best_validation_score']:.4f}"
+    assert float(status["costUsd"]) == pytest.approx(result["cost_usd"], abs=1e-6) and float(status["costUsd"]) > 0
+    assert status["runUri"].endswith("/run") and status["bestWorkflowUri"].endswith("/run/best_workflow.py")
+    assert set(status["usage"]) == set(result["usage"]) and status["result"]["status"] == "completed"
+    assert status["phase"] == "Complete" and _condition(obj, "Progressing")["status"] == "False"

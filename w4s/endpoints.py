@@ -23,10 +23,12 @@ class Endpoints:
     """Async context manager holding the meta-agent client, the executor clients and any local servers."""
 
     def __init__(self, spec: OptimizationSpec, ledger: Ledger, log: Callable[[str], None] = print,
-                 meta_agent: bool = True) -> None:
-        """``meta_agent=False`` serves the executors only (``w4s eval`` runs a given workflow)."""
+                 meta_agent: bool = True, executors: bool = True) -> None:
+        """``meta_agent=False`` serves the executors only (``w4s eval`` runs a given workflow);
+        ``executors=False`` the meta-agent only (in a cluster the gateway service calls the executors)."""
         self.spec = spec
         self.with_meta_agent = meta_agent
+        self.with_executors = executors
         self.ledger = ledger
         self.log = log
         self.meta: LLMClient
@@ -53,18 +55,18 @@ class Endpoints:
         return LLMClient(provider, price, self.ledger, role, endpoint.max_retries)
 
     @staticmethod
-    def check(spec: OptimizationSpec, meta_agent: bool = True) -> None:
+    def check(spec: OptimizationSpec, meta_agent: bool = True, executors: bool = True) -> None:
         """Fail before anything starts (or is written) if a price or a credential is missing."""
-        for endpoint in ((spec.meta_agent,) if meta_agent else ()) + tuple(spec.executors):
+        for endpoint in ((spec.meta_agent,) if meta_agent else ()) + (tuple(spec.executors) if executors else ()):
             resolve_price(endpoint)
             api_key_for(endpoint)
 
     async def __aenter__(self) -> Endpoints:
-        self.check(self.spec, self.with_meta_agent)
+        self.check(self.spec, self.with_meta_agent, self.with_executors)
         try:
             if self.with_meta_agent:
                 self.meta = await self._client(self.spec.meta_agent, "meta_agent")
-            for i, ex in enumerate(self.spec.executors):
+            for i, ex in enumerate(self.spec.executors if self.with_executors else ()):
                 self.executors[ex.name] = await self._client(ex, executor_role(i, ex.name))
         except BaseException:
             await self.aclose()

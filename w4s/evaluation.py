@@ -14,7 +14,7 @@ from typing import Any
 
 from w4s.benchmarks.base import Benchmark, Sample, Score
 from w4s.llm.ledger import RoleUsage
-from w4s.sandbox.session import Sandbox
+from w4s.sandbox.session import RemoteSandbox, Sandbox
 
 
 @dataclass
@@ -43,7 +43,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 class Evaluator:
-    def __init__(self, sandbox: Sandbox, benchmark: Benchmark) -> None:
+    def __init__(self, sandbox: Sandbox | RemoteSandbox, benchmark: Benchmark) -> None:
         self.sandbox = sandbox
         self.benchmark = benchmark
 

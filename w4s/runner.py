@@ -9,7 +9,7 @@ from typing import Any
 from w4s import __version__
 from w4s.benchmarks.sources import LoadedTask, load_task
 from w4s.benchmarks.splits import Splits, split_for
-from w4s.endpoints import Endpoints
+from w4s.endpoints import Endpoints, executor_role
 from w4s.errors import BudgetExceeded, ProviderError, SpecError, W4SError
 from w4s.evaluation import Evaluator
 from w4s.llm.ledger import Ledger
@@ -19,6 +19,7 @@ from w4s.records import Manifest, RunResult, RunStatus
 from w4s.reporting import Reporter
 from w4s.runstore import RunStore, now
 from w4s.sandbox.backends import backend_name, describe_backend
+from w4s.sandbox.remote import RemoteConfig
 from w4s.sandbox.session import Sandbox
 from w4s.spec import OptimizationSpec
 from w4s.store import open_store
@@ -71,8 +72,11 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     store = open_store(spec.store)
     runs = RunStore(store)
     run_id = run_id_of(store.uri)
-    Endpoints.check(spec)
-    sandbox_kind = describe_backend(backend_name(spec.sandbox))
+    # In a cluster the operator gives the runner its gateway and sandbox pods; it then holds no executor key.
+    remote = RemoteConfig.from_env()
+    Endpoints.check(spec, executors=remote is None)
+    sandbox_kind = describe_backend(backend_name(spec.sandbox)) if remote is None else \
+        f"remote (sandbox pods of {remote.sandbox_service}, runtime class {spec.sandbox.runtime_class_name})"
     task, splits = _splits(spec)
     benchmark = task.benchmark
     log(f"{benchmark.name}: {len(task.samples)} samples ({task.source}); splits private {len(splits.private)}, "
@@ -100,8 +104,9 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
 
     ledger = Ledger(spec.budget.max_cost)
     try:
-        async with Endpoints(spec, ledger, log) as endpoints, \
-                Sandbox(spec.sandbox, endpoints.executors, spec.seed, log) as sandbox:
+        async with Endpoints(spec, ledger, log, executors=remote is None) as endpoints, \
+                Sandbox.for_run(spec.sandbox, endpoints.executors, spec.seed, log, remote, ledger,
+                                executor_role(0, spec.executors[0].name)) as sandbox:
             optimizer = Optimizer(
                 spec=spec, run_id=manifest.run_id, benchmark=benchmark, splits=splits,
                 meta=MetaAgent(endpoints.meta, spec.meta_agent, spec.seed),

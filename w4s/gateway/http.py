@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from w4s.errors import BudgetExceeded
 from w4s.gateway.core import Gateway, GatewayRejected
 
 _MAX_BODY = 16 * 1024 * 1024
@@ -68,8 +69,11 @@ def build_app(gateway: Gateway, admin_token: str | None = None) -> web.Applicati
             ticket = gateway.close_sample(request.match_info["token"])
         except GatewayRejected as err:
             return _error(err.status, str(err))
+        fatal = gateway.fatal
         return web.json_response({"calls": ticket.calls, "cached_calls": ticket.cached_calls,
-                                  "usage": asdict(ticket.usage)})
+                                  "usage": asdict(ticket.usage),
+                                  "fatal": None if fatal is None else {"budget": isinstance(fatal, BudgetExceeded),
+                                                                       "message": str(fatal)}})
 
     async def usage(request: web.Request) -> web.Response:
         admin(request)

@@ -123,7 +123,10 @@ class SandboxWorker:
 
     async def kill(self, reason: str = "the sandbox worker was stopped") -> None:
         if self.proc.returncode is None:
-            confine.kill_tree(self.proc.pid)
+            if self.proc.pid is None:  # a worker pod's connection (w4s.sandbox.remote)
+                self.proc.kill()
+            else:
+                confine.kill_tree(self.proc.pid)
         await self.proc.wait()
         self._fail_all("SandboxKilled", reason)
         for task in (self._reader, self._drain):

@@ -19,8 +19,10 @@ from typing import Any
 from w4s.gateway.core import Gateway, SampleTicket
 from w4s.gateway.http import GatewayServer, build_app
 from w4s.llm.client import LLMClient
+from w4s.llm.ledger import Ledger
 from w4s.sandbox.backends import choose_backend
 from w4s.sandbox.pool import JobResult, SandboxPool
+from w4s.sandbox.remote import RemoteBackend, RemoteConfig, RemoteGateway
 from w4s.seeds import code_key
 from w4s.spec import SandboxSpec
 
@@ -38,6 +40,14 @@ class Sandbox:
         os.chmod(self._dir, 0o711)  # sample uids may reach the socket, not list the directory
         self._server = GatewayServer(build_app(self.gateway), f"unix:{self._dir / SOCKET_NAME}")
         self.pool: SandboxPool | None = None
+
+    @staticmethod
+    def for_run(spec: SandboxSpec, executors: dict[str, LLMClient], seed: int, log: Callable[[str], None],
+                remote: RemoteConfig | None, ledger: Ledger, role: str) -> Sandbox | RemoteSandbox:
+        """The local sandbox with an embedded gateway, or, in a cluster, the run's sandbox pods and gateway."""
+        if remote is not None:
+            return RemoteSandbox(spec, remote, ledger, role, log)
+        return Sandbox(spec, executors, seed, log)
 
     @property
     def description(self) -> str:
@@ -77,3 +87,45 @@ class Sandbox:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+class RemoteSandbox:
+    """The same interface as Sandbox, over the cluster's sandbox pods and gateway service (w4s.sandbox.remote)."""
+
+    def __init__(self, spec: SandboxSpec, remote: RemoteConfig, ledger: Ledger, role: str,
+                 log: Callable[[str], None] = print) -> None:
+        self.spec = spec
+        self._remote = remote
+        self._log = log
+        self.gateway = RemoteGateway(remote, ledger, role)
+        self.pool: SandboxPool | None = None
+
+    @property
+    def description(self) -> str:
+        assert self.pool is not None
+        return self.pool.backend.description
+
+    async def __aenter__(self) -> RemoteSandbox:
+        try:
+            self.pool = SandboxPool(self.spec, RemoteBackend(self._remote, spares=0), SOCKET_NAME)
+        except BaseException:
+            await self.gateway.aclose()
+            raise
+        self._log(f"sandbox: {self.description}, {self.pool.size} worker(s) x {self.pool.per_worker} samples")
+        return self
+
+    async def run_workflow(self, code: str, sample_id: str, task: str,
+                           context: dict[str, Any]) -> tuple[JobResult, SampleTicket]:
+        assert self.pool is not None
+        ticket = await self.gateway.open_sample(code_key(code), sample_id)
+        try:
+            result = await self.pool.run({"code": code, "task": task, "context": context, "token": ticket.token})
+        finally:
+            await self.gateway.close_sample(ticket)
+        return result, ticket
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.gateway.aclose()

@@ -45,7 +45,9 @@ from w4s.workflow.helper_api import file_tail
 # installation is not readable by the samples' uids, as under a 0700 /root in the plain-process backend).
 _PRELOAD = ("subprocess", "tempfile", "select", "re", "math", "random", "collections", "itertools", "functools",
             "statistics", "string", "textwrap", "typing", "dataclasses", "heapq", "bisect", "operator", "fractions",
-            "decimal", "datetime", "copy", "ast", "hashlib", "concurrent.futures", "threading", "unicodedata")
+            "decimal", "datetime", "copy", "ast", "hashlib", "concurrent.futures", "threading", "unicodedata",
+            # a gateway reached by host name (a cluster's gateway Service) encodes it with IDNA
+            "http.client", "encodings.idna")
 _UID_RANGE = 1000  # uids a worker cycles through; each worker on a host needs a range of its own
 _LOG_TAIL = 1500
 
