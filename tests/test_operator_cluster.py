@@ -245,6 +245,9 @@ def test_missing_secret_runtime_class_and_training_are_conditions(admin, ns, ope
     _apply(admin, ns, doc)
     obj = _wait_condition(admin, ns, WFO, "gsm8k-4o-mini", "Accepted", "False", "SecretNotFound")
     assert "spec.executors[0].apiKeySecret" in _condition(obj, "Accepted")["message"]
+    event = wait_for(lambda: [e for e in admin.list("v1", "Event", ns) if e["reason"] == "SecretNotFound"],
+                     "a Warning event")[0]
+    assert event["type"] == "Warning" and event["involvedObject"]["uid"] == obj["metadata"]["uid"]
     admin.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openai", "namespace": ns},
                   "stringData": {"api-key": "sk-test-not-real"}})
     obj = _wait_condition(admin, ns, WFO, "gsm8k-4o-mini", "Accepted", "True", timeout=60)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from w4s.errors import SpecError
 from w4s.llm.client import LLMClient
 from w4s.llm.ledger import Ledger
 from w4s.llm.pricing import resolve_price
@@ -57,6 +58,9 @@ class Endpoints:
     @staticmethod
     def check(spec: OptimizationSpec, meta_agent: bool = True, executors: bool = True) -> None:
         """Fail before anything starts (or is written) if a price or a credential is missing."""
+        if meta_agent and (spec.meta_agent.from_training or spec.meta_agent.weights_uri):
+            raise SpecError("metaAgent.fromTraining and metaAgent.weightsUri work in a cluster only (the operator "
+                            "serves that model); locally, point metaAgent at a server of the checkpoint instead")
         for endpoint in ((spec.meta_agent,) if meta_agent else ()) + (tuple(spec.executors) if executors else ()):
             resolve_price(endpoint)
             api_key_for(endpoint)

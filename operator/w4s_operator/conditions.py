@@ -40,16 +40,19 @@ class Conditions:
     def __init__(self, stored: list[dict[str, Any]], generation: int) -> None:
         self._items = {c["type"]: dict(c) for c in stored}
         self._generation = generation
+        self.transitions: list[dict[str, Any]] = []  # conditions whose status changed in this reconcile
 
     def set(self, type_: str, status: bool | None, reason: str, message: str = "") -> None:
         value = "Unknown" if status is None else "True" if status else "False"
         old = self._items.get(type_)
         changed = old is None or old.get("status") != value
-        self._items[type_] = {
+        item = self._items[type_] = {
             "type": type_, "status": value, "reason": reason_word(reason), "message": message[:4000],
             "lastTransitionTime": now() if changed else old["lastTransitionTime"],
             "observedGeneration": self._generation,
         }
+        if changed:
+            self.transitions.append(item)
 
     def drop(self, type_: str) -> None:
         self._items.pop(type_, None)

@@ -10,6 +10,7 @@ deterministic names, so a restart can never make a second runner Job or a second
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from w4s_operator.children import (
 from w4s_operator.names import child_name, run_label
 from w4s_operator.observe import PodProblem, deployment_ready, job_state, pod_problems, started_running
 from w4s_operator.settings import Settings
+
+log = logging.getLogger("w4s.operator")
 
 # Status fields the operator owns; the runner and the trainer own the progress fields, which are never written
 # here, so neither side can overwrite the other's.
@@ -127,6 +130,30 @@ class Reconciler:
 
     def forget(self, uid: str) -> None:
         self._verified.pop(uid, None)
+
+    async def _post_events(self, body: dict[str, Any], conds: C.Conditions) -> None:
+        """An Event for each transition worth a human's attention: failures, missing references, stuck pods
+        (Warning), and the end of the run (Normal). Transitions are computed against the stored status, so a
+        restarted operator does not repeat them."""
+        meta = body["metadata"]
+        for cond in conds.transitions:
+            warning = (cond["type"] == C.FAILED and cond["status"] == "True") or \
+                (cond["status"] == "False" and cond["reason"] not in _ROUTINE_REASONS)
+            if not warning and not (cond["type"] == C.COMPLETE and cond["status"] == "True"):
+                continue
+            stamp = C.now()
+            event = {
+                "apiVersion": "v1", "kind": "Event", "type": "Warning" if warning else "Normal",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+                                   "namespace": meta["namespace"], "uid": meta["uid"]},
+                "reason": cond["reason"], "message": f"{cond['type']}={cond['status']}: {cond['message']}"[:1024],
+                "source": {"component": "w4s-operator"}, "reportingComponent": "w4s-operator",
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1}
+            try:
+                await self.api.create(event)
+            except KubeError as err:  # an Event is a courtesy: losing one must not fail the reconcile
+                log.warning("cannot post event for %s/%s: %s", meta["namespace"], meta["name"], err)
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         current = body.get("status") or {}
@@ -229,6 +256,7 @@ class Reconciler:
                 conds.set(C.ACCEPTED, False, "SecretNotFound", missing)
                 self._finish(body, status, conds, [], outcome)
                 await self._write_status(body, status)
+                await self._post_events(body, conds)
                 outcome.requeue_after = 30.0
                 return outcome
             conds.set(C.ACCEPTED, True, "Valid", "spec accepted")
@@ -266,6 +294,7 @@ class Reconciler:
                             runner_problems[-1].text() if runner_problems else "")
         self._finish(body, status, conds, runner_problems, outcome)
         await self._write_status(body, status)
+        await self._post_events(body, conds)
         if outcome.phase in ("Complete", "Failed"):
             await self._delete_if_expired(body, spec, status, outcome)
         return outcome
@@ -425,6 +454,7 @@ class Reconciler:
             self._deadlines(body, spec, status, conds, outcome, problems[-1].text() if problems else "")
         self._finish(body, status, conds, problems, outcome)
         await self._write_status(body, status)
+        await self._post_events(body, conds)
         if outcome.phase in ("Complete", "Failed"):
             await self._delete_if_expired(body, spec, status, outcome)
         return outcome
@@ -450,6 +480,10 @@ class Reconciler:
 
 
 _WATCHED = {"Job", "Deployment", "Service"}
+# False conditions that are a normal step of a resource's life, not something to warn about.
+_ROUTINE_REASONS = {"Starting", "Pending", "WaitingForDependencies", "WaitingForTrajectories", "ScaledDown",
+                    "NotSuspended", "Suspended", "Completed", "Stopped", "JobComplete", "TrainingNotComplete",
+                    "WorkloadFailed", "JobFailed", "PreRunningDeadlineExceeded", "DeadlineExceeded"}
 
 
 def _drift(child: Child, current: dict[str, Any]) -> dict[str, Any] | None:
