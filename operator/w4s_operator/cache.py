@@ -55,11 +55,12 @@ class Cache:
         return self._objects.get((kind, namespace, name))
 
     def pods(self, namespace: str, run: str, component: str) -> list[dict[str, Any]]:
-        names = sorted(self._pods.get((namespace, run, component), ()))
+        names = sorted(list(self._pods.get((namespace, run, component), ())))
         return [p for n in names if (p := self._objects.get(("Pod", namespace, n))) is not None]
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [obj for (k, _, _), obj in self._objects.items() if k == kind]
+        """Safe to call from the metrics server's thread: the copy of the items is atomic."""
+        return [obj for (k, _, _), obj in list(self._objects.items()) if k == kind]
 
 
 def _version(obj: dict[str, Any]) -> int:

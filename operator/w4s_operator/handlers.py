@@ -53,7 +53,7 @@ def runtime() -> Runtime:
 def build_runtime(settings: Settings, kubeconfig: str | None = None) -> Runtime:
     global _runtime
     cache = Cache()
-    api = KubeAPI(load_config(kubeconfig), max_connections=max(settings.workers * 2, 16))
+    api = KubeAPI(load_config(kubeconfig), max_connections=settings.workers)
     reconciler = Reconciler(api, cache, settings)
     queue = WorkQueue(_reconcile_key, settings.workers)
     _runtime = Runtime(settings, api, cache, reconciler, queue, Metrics(cache, lambda: len(queue)), {})
@@ -94,6 +94,8 @@ async def _reconcile_key(key: Hashable) -> float | None:
 
 
 def _on_owner_event(kind: str, event: dict[str, Any]) -> None:
+    """Handlers are async on purpose: they then run on the event loop, the only thread that may touch the
+    queue (sync kopf handlers run in a thread pool)."""
     rt = runtime()
     obj = event["object"]
     meta = obj["metadata"]
@@ -104,13 +106,15 @@ def _on_owner_event(kind: str, event: dict[str, Any]) -> None:
         rt.reconciler.forget(meta["uid"])
         rt.runs.pop((meta["namespace"], run_label(meta["name"])), None)
         return
+    seen = rt.cache.get(*key)
     rt.cache.put(obj)
     rt.runs[(meta["namespace"], run_label(meta["name"]))] = (kind, meta["name"])
-    rt.queue.add(key)
+    if seen is None or seen["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+        rt.queue.add(key)  # the echo of the operator's own status write brings nothing new
 
 
 @kopf.on.event(GROUP, VERSION, "workflowoptimizations")
-def workflow_optimization_event(event: dict[str, Any], **_: Any) -> None:
+async def workflow_optimization_event(event: dict[str, Any], **_: Any) -> None:
     _on_owner_event("WorkflowOptimization", event)
     # A training waiting for this run's trajectories may start now.
     rt = runtime()
@@ -123,7 +127,7 @@ def workflow_optimization_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "metaagenttrainings")
-def meta_agent_training_event(event: dict[str, Any], **_: Any) -> None:
+async def meta_agent_training_event(event: dict[str, Any], **_: Any) -> None:
     _on_owner_event("MetaAgentTraining", event)
     # A training a WorkflowOptimization waits for (fromTraining) may have finished: look again.
     rt = runtime()
@@ -151,22 +155,22 @@ _CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_CHILD_LABELS)
-def job_event(event: dict[str, Any], **_: Any) -> None:
+async def job_event(event: dict[str, Any], **_: Any) -> None:
     _on_child_event(event)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_CHILD_LABELS)
-def deployment_event(event: dict[str, Any], **_: Any) -> None:
+async def deployment_event(event: dict[str, Any], **_: Any) -> None:
     _on_child_event(event)
 
 
 @kopf.on.event("", "v1", "services", labels=_CHILD_LABELS)
-def service_event(event: dict[str, Any], **_: Any) -> None:
+async def service_event(event: dict[str, Any], **_: Any) -> None:
     _on_child_event(event)
 
 
 @kopf.on.event("", "v1", "pods", labels=_CHILD_LABELS)
-def pod_event(event: dict[str, Any], **_: Any) -> None:
+async def pod_event(event: dict[str, Any], **_: Any) -> None:
     _on_child_event(event)
 
 

@@ -161,6 +161,8 @@ class Reconciler:
         if patch:
             updated = await self.api.merge_patch(path_of(body, "status"), {"status": patch})
             self.cache.put(updated)
+            # Later writes of this reconcile compare with what is stored now (the cache holds the new copy).
+            body["status"] = updated.get("status") or {}
 
     async def _delete_if_expired(self, body: dict[str, Any], spec: Any, status: dict[str, Any],
                                  outcome: Outcome) -> None:
@@ -266,17 +268,22 @@ class Reconciler:
         weights, meta_problem = await self._meta_agent_weights(meta["namespace"], spec)
         has_runtime = await self._exists_cluster_scoped(
             resource_path("node.k8s.io/v1", "RuntimeClass", name=spec.sandbox.runtime_class_name))
-        gateway = self.cache.get("Service", meta["namespace"], child_name(meta["name"], "gateway"))
-        gateway_ip = (gateway or {}).get("spec", {}).get("clusterIP")
         running = not spec.suspend and not terminal
         start_runner = has_runtime and (weights is not None or not serves_meta_agent(spec))
-        children = workflow_optimization_children(
-            body, spec, self.settings, gateway_ip=gateway_ip, meta_agent_weights=weights, start_runner=start_runner,
-            running=running, admin_token=secrets.token_urlsafe(32))
-        await self._record_children(body, status, children)
-        outcome.created = await self._ensure_all(body, children)
-        if gateway_ip is None and self.cache.get("Service", meta["namespace"], child_name(meta["name"], "gateway")):
-            outcome.requeue_after = 0.0  # the gateway now has an address: build the sandbox next
+        token = secrets.token_urlsafe(32)
+
+        def build(gateway_ip: str | None) -> list[Child]:
+            return workflow_optimization_children(
+                body, spec, self.settings, gateway_ip=gateway_ip, meta_agent_weights=weights,
+                start_runner=start_runner, running=running, admin_token=token)
+
+        gateway_ip = self._gateway_ip(meta)
+        # Every name is recorded up front (the names do not depend on the gateway's address).
+        await self._record_children(body, status, build(gateway_ip or "0.0.0.0"), conds)
+        outcome.created = await self._ensure_all(body, build(gateway_ip))
+        if gateway_ip is None and (gateway_ip := self._gateway_ip(meta)):
+            # The gateway Service was just created with its address: build the sandbox in the same pass.
+            outcome.created += await self._ensure_all(body, build(gateway_ip))
 
         self._observe_meta_agent(body, spec, conds, meta_problem, running)
         if not has_runtime:
@@ -298,6 +305,10 @@ class Reconciler:
         if outcome.phase in ("Complete", "Failed"):
             await self._delete_if_expired(body, spec, status, outcome)
         return outcome
+
+    def _gateway_ip(self, meta: dict[str, Any]) -> str | None:
+        gateway = self.cache.get("Service", meta["namespace"], child_name(meta["name"], "gateway"))
+        return (gateway or {}).get("spec", {}).get("clusterIP")
 
     async def _missing_secrets(self, namespace: str, spec: WorkflowOptimizationSpec) -> str:
         """A missing credential is a condition the user can fix, not a crash loop of the gateway."""
@@ -388,14 +399,17 @@ class Reconciler:
         else:
             conds.set(C.PROGRESSING, False, "Pending", "the runner pod has not started yet")
 
-    async def _record_children(self, body: dict[str, Any], status: dict[str, Any], children: list[Child]) -> None:
+    async def _record_children(self, body: dict[str, Any], status: dict[str, Any], children: list[Child],
+                               conds: C.Conditions) -> None:
         """Names go into status before the objects exist, so whoever reads the resource after a crash knows
-        what it owns."""
+        what it owns; the conditions so far (Accepted) go with them."""
         names = dict(status.get("children") or {})
         names.update({c.role: f"{c.kind}/{c.name}" for c in children})
         if names != (status.get("children") or {}):
             status["children"] = names
-            await self._write_status(body, {**(body.get("status") or {}), "children": names})
+            await self._write_status(body, {**(body.get("status") or {}), "children": names,
+                                            "conditions": conds.as_list(),
+                                            "observedGeneration": body["metadata"].get("generation")})
 
     # ---- MetaAgentTraining --------------------------------------------------------------------------------
 
@@ -422,7 +436,7 @@ class Reconciler:
         start = not waiting
         running = not spec.suspend and not terminal
         children = training_children(body, spec, self.settings, trajectories=uris, start=start, running=running)
-        await self._record_children(body, status, children)
+        await self._record_children(body, status, children, conds)
         outcome.created = await self._ensure_all(body, children)
 
         problems = self._problems(body, "trainer")
