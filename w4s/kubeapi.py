@@ -10,6 +10,7 @@ Every request has a timeout.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import ssl
 import tempfile
@@ -65,16 +66,25 @@ class KubeConfig:
 
 
 def _materialize(data_b64: str | None, path: str | None, base: Path, suffix: str) -> str | None:
-    """Kubeconfigs carry certificates inline (base64) or by path; ssl wants a file."""
+    """Kubeconfigs carry certificates inline (base64) or by path; ssl wants a file. Inline ones are written once,
+    named by their content, into a directory only this user can read, so repeated loads leave nothing behind."""
     if path:
         return str((base / path).resolve())
     if not data_b64:
         return None
-    handle = tempfile.NamedTemporaryFile(prefix="w4s-kube-", suffix=suffix, delete=False)  # noqa: SIM115
-    with handle:
-        handle.write(base64.b64decode(data_b64))
-    os.chmod(handle.name, 0o600)
-    return handle.name
+    data = base64.b64decode(data_b64)
+    folder = Path(tempfile.gettempdir()) / f"w4s-kube-credentials-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    owner = folder.lstat()
+    if owner.st_uid != os.getuid() or owner.st_mode & 0o077 or folder.is_symlink():
+        raise W4SError(f"{folder} is not a private directory of this user: refusing to write credentials there")
+    target = folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        os.chmod(partial, 0o600)
+        partial.replace(target)
+    return str(target)
 
 
 def load_config(kubeconfig: str | None = None, context: str | None = None) -> KubeConfig:
