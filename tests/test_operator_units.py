@@ -100,6 +100,18 @@ def test_waiting_and_stopped_states_build_less_or_scale_to_zero():
     assert stopped["sandboxDeployment"].obj["spec"]["replicas"] == 0
 
 
+def test_runner_and_gateway_serve_metrics_on_a_named_port():
+    children = _children()
+    for role in ("runnerJob", "gatewayDeployment"):
+        obj = children[role].obj
+        container = (obj["spec"]["template"]["spec"]["containers"])[0]
+        assert {"name": "metrics", "containerPort": 9090} in container["ports"]
+        assert container["command"][-2:] == ["--metrics-port", "9090"]
+    ingress = children["gatewayNetworkPolicy"].obj["spec"]["ingress"]
+    assert {"ports": [{"protocol": "TCP", "port": 9090}]} in ingress  # Prometheus, from wherever it runs
+    assert all("from" in rule for rule in ingress if rule["ports"][0]["port"] == 8080)
+
+
 def test_sandbox_workers_follow_concurrency():
     spec = {**OPENAI, "sandbox": {"concurrency": 20, "samplesPerWorker": 8}}
     assert _children(spec)["sandboxDeployment"].obj["spec"]["replicas"] == 3

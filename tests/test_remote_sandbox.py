@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
-from harness import scripted
+from harness import EXECUTOR_MODEL, executor_calls, scripted
 from operator_harness import free_port, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 ADMIN = "admin-token-for-remote-tests-0123"
 
@@ -41,10 +43,12 @@ def test_runner_with_gateway_service_and_worker_over_tcp_matches_local_run_scrip
         local = _run(local_cfg, {"TMPDIR": str(runner_tmp)})
         assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-2000:]
         calls_local = len(server.calls)
+        executor_local = len(executor_calls(server))
 
-        gw_port, worker_port = free_port(), free_port()
+        gw_port, worker_port, metrics_port = free_port(), free_port(), free_port()
         gateway = _started([sys.executable, "-m", "w4s.cli", "gateway", "--listen", f"127.0.0.1:{gw_port}",
-                            "--config", str(remote_cfg)], tmp_path / "gateway.log",
+                            "--config", str(remote_cfg), "--metrics-port", str(metrics_port)],
+                           tmp_path / "gateway.log",
                            {"W4S_GATEWAY_ADMIN_TOKEN": ADMIN})
         worker = _started([sys.executable, "-I", "-m", "w4s.workflow.worker", "--listen", f"127.0.0.1:{worker_port}",
                            "--uid-base", "40000"], tmp_path / "worker.log", {})
@@ -63,11 +67,14 @@ def test_runner_with_gateway_service_and_worker_over_tcp_matches_local_run_scrip
             assert "sandbox: remote (sandbox pods behind 127.0.0.1" in remote.stdout
             usage = httpx.get(f"http://127.0.0.1:{gw_port}/v1/usage", timeout=5,
                               headers={"Authorization": f"Bearer {ADMIN}"}).json()
+            metrics = {(s.name, s.labels.get("model")): s.value for family in text_string_to_metric_families(
+                httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text) for s in family.samples}
         finally:
             for proc in (gateway, worker):
                 proc.terminate()
                 proc.wait(20)
         calls_remote = len(server.calls) - calls_local
+        executor_remote = len(executor_calls(server)) - executor_local
 
     read = lambda run: json.loads((tmp_path / run / "result.json").read_text())  # noqa: E731
     a, b = read("local"), read("remote")
@@ -75,7 +82,12 @@ def test_runner_with_gateway_service_and_worker_over_tcp_matches_local_run_scrip
     assert b["iterations_completed"] == a["iterations_completed"] == 2
     assert calls_remote == calls_local  # every executor call went through the gateway service
     # The runner booked what the gateway reports for each sample: the same spend as the local run's.
-    assert b["usage"]["executor"]["cost_usd"] == a["usage"]["executor"]["cost_usd"] > 0
-    assert usage["total_cost_usd"] == b["usage"]["executor"]["cost_usd"]
+    assert b["usage"]["executor"]["cost_usd"] == pytest.approx(a["usage"]["executor"]["cost_usd"], rel=1e-12)
+    assert a["usage"]["executor"]["cost_usd"] > 0
+    assert usage["total_cost_usd"] == pytest.approx(b["usage"]["executor"]["cost_usd"], rel=1e-12)
+    # The gateway's own metrics say the same, by model.
+    assert metrics[("w4s_gateway_llm_cost_usd_total", EXECUTOR_MODEL)] == pytest.approx(usage["total_cost_usd"])
+    served = metrics[("w4s_gateway_requests_total", None)] - metrics[("w4s_gateway_cache_hits_total", None)]
+    assert served - metrics[("w4s_gateway_rejected_total", None)] == executor_remote > 0
     manifest = json.loads((tmp_path / "remote" / "manifest.json").read_text())
     assert manifest["sandbox"].startswith("remote")

@@ -124,7 +124,8 @@ def cmd_optimize(args: argparse.Namespace, console: Console) -> int:
     spec = _spec_from_args(args)
     reporter = ConsoleReporter(console, spec.iterations, spec.candidates_per_iteration)
     try:
-        result = asyncio.run(run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]")))
+        result = asyncio.run(run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]"),
+                                              metrics_port=args.metrics_port))
     finally:
         reporter.close()
     console.print(summary_table(result))
@@ -142,7 +143,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     async def run() -> RunResult:
         reporter = Fanout(console_reporter, status) if status else console_reporter
         try:
-            result = await run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+            result = await run_optimization(spec, reporter, log=lambda m: console.print(f"[dim]{m}[/dim]"),
+                                            metrics_port=args.metrics_port)
         except W4SError as err:
             if status:
                 status.fail(str(err))
@@ -243,7 +245,8 @@ def cmd_sandbox(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_gateway(args: argparse.Namespace, console: Console) -> int:
     spec = _spec_from_args(args)
-    asyncio.run(serve_gateway(spec, args.listen, log=lambda m: console.print(f"[dim]{m}[/dim]")))
+    asyncio.run(serve_gateway(spec, args.listen, log=lambda m: console.print(f"[dim]{m}[/dim]"),
+                              metrics_port=args.metrics_port))
     return 0
 
 
@@ -303,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--budget-usd", help="stop cleanly once this many dollars are spent")
     opt.add_argument("--concurrency", type=int, help="tasks evaluated at once")
     opt.add_argument("--seed", type=int)
+    opt.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
     opt.set_defaults(embedded_defaults="any")
     run = sub.add_parser("run", help="run (or resume) an optimization from a config, as the runner Job does",
                          description="Run or resume the optimization a config describes, with no embedded "
@@ -310,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "WorkflowOptimization's status (the operator's runner Job).")
     run.add_argument("--config", required=True, help="YAML spec or WorkflowOptimization manifest")
     run.add_argument("--status-resource", help="NAMESPACE/NAME of the WorkflowOptimization to report to")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
     run.set_defaults(embedded_defaults="")
     st = sub.add_parser("store", help="copy objects out of a store")
     st_sub = st.add_subparsers(dest="action", required=True)
@@ -358,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway", help="serve the LLM gateway (the only holder of provider keys)",
                         description="Serve the executors of a spec to sandboxes. Needs $W4S_GATEWAY_ADMIN_TOKEN.")
     gw.add_argument("--listen", required=True, help="unix:/path/to.sock or HOST:PORT")
+    gw.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     _endpoint_flags(gw)
     gw.set_defaults(embedded_defaults="executors")
     devcluster_cli.add_parser(sub)

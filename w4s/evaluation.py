@@ -8,9 +8,10 @@ provider down after retries, bad credentials) stop the evaluation.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from w4s.benchmarks.base import Benchmark, Sample, Score
 from w4s.llm.ledger import RoleUsage
@@ -42,15 +43,27 @@ class Evaluation:
 ProgressFn = Callable[[int, int], None]
 
 
+class EvaluationObserver(Protocol):
+    """What metrics want to hear from an evaluation (``w4s.metrics.RunMetrics``)."""
+
+    def sample(self, error_kind: str | None) -> None: ...
+
+    def evaluation(self, seconds: float) -> None: ...
+
+
 class Evaluator:
-    def __init__(self, sandbox: Sandbox | RemoteSandbox, benchmark: Benchmark) -> None:
+    def __init__(self, sandbox: Sandbox | RemoteSandbox, benchmark: Benchmark,
+                 observer: EvaluationObserver | None = None) -> None:
         self.sandbox = sandbox
         self.benchmark = benchmark
+        self.observer = observer
 
     async def run_sample(self, code: str, sample: Sample) -> SampleResult:
         result, ticket = await self.sandbox.run_workflow(code, sample.id, sample.question, sample.worker_context())
         if self.sandbox.gateway.fatal is not None:
             raise self.sandbox.gateway.fatal
+        if self.observer is not None:
+            self.observer.sample(None if result.ok else (result.error or {}).get("type", "Error"))
         error = result.error_text
         scored = Score.zero("the workflow failed") if error else await self.benchmark.score(result.answer, sample)
         return SampleResult(sample.id, result.answer, scored.value, error, round(result.wall_s, 3), ticket.calls,
@@ -58,6 +71,7 @@ class Evaluator:
 
     async def evaluate(self, code: str, samples: Sequence[Sample], progress: ProgressFn | None = None) -> Evaluation:
         """Score ``code`` on ``samples``. Fatal errors cancel the remaining samples and propagate."""
+        started = time.monotonic()
         done = 0
         results: list[SampleResult | None] = [None] * len(samples)
 
@@ -79,4 +93,6 @@ class Evaluator:
         for r in final:
             usage.add(r.usage)
         score = sum(r.score for r in final) / len(final) if final else 0.0
+        if self.observer is not None:
+            self.observer.evaluation(time.monotonic() - started)
         return Evaluation(score=score, results=final, usage=usage)

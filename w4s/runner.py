@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from w4s import __version__
 from w4s.benchmarks.sources import LoadedTask, load_task
 from w4s.benchmarks.splits import Splits, split_for
@@ -15,8 +17,10 @@ from w4s.evaluation import Evaluator
 from w4s.llm.ledger import Ledger
 from w4s.loop import Optimizer, usage_by_role
 from w4s.metaagent.agent import MetaAgent
+from w4s.metrics import RunMetrics
+from w4s.metrics import serve as serve_metrics
 from w4s.records import Manifest, RunResult, RunStatus
-from w4s.reporting import Reporter
+from w4s.reporting import Fanout, Reporter
 from w4s.runstore import RunStore, now
 from w4s.sandbox.backends import backend_name, describe_backend
 from w4s.sandbox.remote import RemoteConfig
@@ -66,7 +70,10 @@ def _partial_result(runs: RunStore, run_id: str, status: RunStatus, reason: str,
 
 
 async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = None,
-                           log: Callable[[str], None] = print) -> RunResult:
+                           log: Callable[[str], None] = print, metrics_port: int | None = None,
+                           registry: CollectorRegistry | None = None) -> RunResult:
+    """``metrics_port`` serves the run's Prometheus metrics (w4s.metrics) on that port while it runs; they are
+    registered in ``registry`` when one is given (tests read them there)."""
     if not spec.store:
         raise SpecError("store: a run directory or store URI is required (CLI: --run-dir)")
     store = open_store(spec.store)
@@ -103,14 +110,20 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     runs.write_manifest(manifest)
 
     ledger = Ledger(spec.budget.max_cost)
+    metrics = RunMetrics(manifest.run_id, spec, ledger, registry)
+    if metrics_port is not None:
+        serve_metrics(metrics.registry, metrics_port)
+        log(f"metrics on :{metrics_port}/metrics")
+    reporter = Fanout(reporter, metrics) if reporter else metrics
     try:
         async with Endpoints(spec, ledger, log, executors=remote is None) as endpoints, \
                 Sandbox.for_run(spec.sandbox, endpoints.executors, spec.seed, log, remote, ledger,
                                 executor_role(0, spec.executors[0].name)) as sandbox:
+            metrics.pool = sandbox.pool
             optimizer = Optimizer(
                 spec=spec, run_id=manifest.run_id, benchmark=benchmark, splits=splits,
                 meta=MetaAgent(endpoints.meta, spec.meta_agent, spec.seed),
-                evaluator=Evaluator(sandbox, benchmark), ledger=ledger, runs=runs, reporter=reporter)
+                evaluator=Evaluator(sandbox, benchmark, metrics), ledger=ledger, runs=runs, reporter=reporter)
             result = await optimizer.run()
     except BudgetExceeded as err:
         result = _partial_result(runs, manifest.run_id, "stopped", str(err), ledger)

@@ -22,6 +22,8 @@ SPEC_DIR = "/etc/w4s"
 GATEWAY_PORT = 8080
 META_AGENT_PORT = 8000
 WORKER_PORT = 7070
+METRICS_PORT = 9090  # the runner's and the gateway's /metrics (the chart's PodMonitor scrapes the port by name)
+_METRICS = {"name": "metrics", "containerPort": METRICS_PORT}
 _NONROOT = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
             "seccompProfile": {"type": "RuntimeDefault"}}
 _CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -162,7 +164,9 @@ def _runner_job(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings
                         "name": "runner", "image": settings.runner_image,
                         "imagePullPolicy": settings.image_pull_policy,
                         "command": ["w4s", "run", "--config", f"{SPEC_DIR}/spec.yaml",
-                                    "--status-resource", f"{owner.namespace}/{owner.name}"],
+                                    "--status-resource", f"{owner.namespace}/{owner.name}",
+                                    "--metrics-port", str(METRICS_PORT)],
+                        "ports": [_METRICS],
                         "env": env, "envFrom": _store_env(settings),
                         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
                         "securityContext": _CONTAINER_SECURITY,
@@ -202,8 +206,8 @@ def _gateway(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, c
                 "containers": [{
                     "name": "gateway", "image": settings.runner_image, "imagePullPolicy": settings.image_pull_policy,
                     "command": ["w4s", "gateway", "--listen", f"0.0.0.0:{GATEWAY_PORT}",
-                                "--config", f"{SPEC_DIR}/spec.yaml"],
-                    "env": env, "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+                                "--config", f"{SPEC_DIR}/spec.yaml", "--metrics-port", str(METRICS_PORT)],
+                    "env": env, "ports": [{"name": "http", "containerPort": GATEWAY_PORT}, _METRICS],
                     "readinessProbe": probe, "livenessProbe": {**probe, "failureThreshold": 6},
                     "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
                     "securityContext": _CONTAINER_SECURITY, "volumeMounts": [mount],
@@ -251,7 +255,8 @@ def _sandbox(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, g
         sandbox_kube.sandbox_network_policy(name=name, namespace=owner.namespace, run_name=run,
                                             gateway_port=GATEWAY_PORT, worker_port=WORKER_PORT, owner=owner.ref),
         sandbox_kube.gateway_network_policy(name=child_name(owner.name, "gateway"), namespace=owner.namespace,
-                                            run_name=run, gateway_port=GATEWAY_PORT, owner=owner.ref),
+                                            run_name=run, gateway_port=GATEWAY_PORT, metrics_port=METRICS_PORT,
+                                            owner=owner.ref),
     ]
     return [Child("sandboxDeployment", deployment), service, Child("sandboxNetworkPolicy", policies[0]),
             Child("gatewayNetworkPolicy", policies[1])]

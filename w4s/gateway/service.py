@@ -16,13 +16,15 @@ from w4s.errors import W4SError
 from w4s.gateway.core import Gateway
 from w4s.gateway.http import GatewayServer, build_app
 from w4s.llm.ledger import Ledger
+from w4s.metrics import gateway_registry
+from w4s.metrics import serve as serve_metrics
 from w4s.spec import OptimizationSpec
 
 ADMIN_TOKEN_ENV = "W4S_GATEWAY_ADMIN_TOKEN"
 
 
 async def serve_gateway(spec: OptimizationSpec, listen: str, log: Callable[[str], None] = print,
-                        stop: asyncio.Event | None = None) -> None:
+                        stop: asyncio.Event | None = None, metrics_port: int | None = None) -> None:
     admin_token = os.environ.get(ADMIN_TOKEN_ENV)
     if not admin_token or len(admin_token) < 16:
         raise W4SError(f"w4s gateway: set ${ADMIN_TOKEN_ENV} to a secret of at least 16 characters; the runner "
@@ -37,6 +39,8 @@ async def serve_gateway(spec: OptimizationSpec, listen: str, log: Callable[[str]
                           max_calls_per_sample=spec.sandbox.max_llm_calls_per_sample)
         server = GatewayServer(build_app(gateway, admin_token), listen)
         await server.start()
+        if metrics_port is not None:
+            serve_metrics(gateway_registry(gateway), metrics_port)
         log(f"gateway listening on {listen} for executors {', '.join(endpoints.executors)}")
         try:
             await stop.wait()

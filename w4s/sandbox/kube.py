@@ -214,16 +214,22 @@ def gateway_network_policy(
     namespace: str,
     run_name: str,
     gateway_port: int = 8080,
+    metrics_port: int | None = None,
     owner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Lets only the run's sandbox and runner pods reach its gateway, the one pod that holds provider keys.
 
     Without it any pod in the namespace could spend the run's budget through the gateway. Egress is deliberately
     left open (only ``Ingress`` is in ``policyTypes``): the gateway calls LLM providers on the internet, whose
-    addresses no stable ipBlock can describe.
+    addresses no stable ipBlock can describe. ``metrics_port``, when given, is open to any source: Prometheus
+    runs wherever the cluster's monitoring lives, and the metrics carry counts, not secrets.
     """
-    return _network_policy(name, namespace, run_name, _GATEWAY, owner, ingress_from=(_SANDBOX, _RUNNER),
-                           ingress_port=gateway_port, ports={"gateway_port": gateway_port}, egress=None)
+    policy = _network_policy(name, namespace, run_name, _GATEWAY, owner, ingress_from=(_SANDBOX, _RUNNER),
+                             ingress_port=gateway_port, ports={"gateway_port": gateway_port}, egress=None)
+    if metrics_port is not None:
+        _check_port("metrics_port", metrics_port)
+        policy["spec"]["ingress"].append({"ports": [{"protocol": "TCP", "port": metrics_port}]})
+    return policy
 
 
 def _network_policy(name: str, namespace: str, run_name: str, component: str, owner: dict[str, Any] | None, *,
