@@ -170,9 +170,7 @@ def cmd_store(args: argparse.Namespace, console: Console) -> int:
         raise W4SError(f"{args.uri}: nothing stored there")
     target = Path(args.dir)
     for key in keys:
-        path = target / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(store.get_bytes(key))
+        store.get_file(key, target / key)  # streamed: model weights are gigabytes
     console.print(f"copied {len(keys)} objects from {store.uri} to {target}")
     return 0
 

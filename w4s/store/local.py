@@ -8,11 +8,20 @@ temporary file (ignored by ``list``), never a truncated manifest that a resumed 
 from __future__ import annotations
 
 import os
-import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from w4s.errors import StoreError
-from w4s.store.base import TEMP_PREFIX, Store, validate_key, validate_prefix
+from w4s.store.base import (
+    TEMP_PREFIX,
+    Progress,
+    Store,
+    copy_stream,
+    validate_key,
+    validate_prefix,
+    write_atomically,
+)
 
 
 class LocalStore(Store):
@@ -40,25 +49,32 @@ class LocalStore(Store):
     def _inside(self, path: Path) -> bool:
         return os.path.realpath(path).startswith(os.path.join(self.root, ""))
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def _write(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
         path = self._path(key)
-        tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}.{path.name}")
+        write_atomically(path, fill, f"store key {key!r} at {path}")
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, lambda f: f.write(data))
+
+    def put_file(self, key: str, path: str | os.PathLike[str], progress: Progress | None = None) -> None:
+        """Streamed: a checkpoint of model weights is never held in memory whole."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # O_EXCL: never write through a file someone else created; mode 0o666 lets the umask decide.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    # On disk before the rename, so a power loss cannot leave an empty file under the key.
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            source = open(path, "rb")  # noqa: SIM115 (closed below, after the copy)
         except OSError as exc:
-            raise StoreError(f"cannot write store key {key!r} at {path}: {exc}") from exc
+            raise StoreError(f"cannot read local file {os.fspath(path)!r} to store it at {key!r}: {exc}") from exc
+        with source:
+            self._write(key, lambda f: copy_stream(source, f, progress))
+
+    def get_file(self, key: str, path: str | os.PathLike[str], progress: Progress | None = None) -> None:
+        try:
+            source = open(self._path(key), "rb")  # noqa: SIM115 (closed below, after the copy)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read store key {key!r}: {exc}") from exc
+        with source:
+            write_atomically(Path(path), lambda f: copy_stream(source, f, progress),
+                             f"{key!r} to the local file {os.fspath(path)!r}")
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
