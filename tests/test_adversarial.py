@@ -40,8 +40,10 @@ from w4s.workflow.confine import descendants
 SUITE = Path(__file__).parent / "adversarial"
 CANARY = "sk-canary-7f3a9c1e5b2d4068"
 FREE = {"inputPerMtok": "0", "outputPerMtok": "0"}
+# 768 MB per sample: the slow memory bomb must reach its limit well inside the 10 s wall clock even on a
+# loaded 2-core machine (at 2 GB it sometimes timed out first under load, which hides the mechanism tested).
 SANDBOX = {"backend": "gvisor", "sample_timeout_seconds": "10", "execute_code_timeout_seconds": "3",
-           "max_llm_calls_per_sample": 16}
+           "max_llm_calls_per_sample": 16, "worker_memory_mb": 768}
 
 # Records each connection or datagram it gets, one line per event, to the file named in argv[1].
 LISTENER = r"""

@@ -279,9 +279,9 @@ def test_pre_running_deadline_fails_the_resource_and_ttl_deletes_it_with_its_chi
     obj = _wait_condition(admin, ns, WFO, "gsm8k-collect", "Failed", "True", "PreRunningDeadlineExceeded")
     assert obj["status"]["phase"] == "Failed"
     series = f'w4s_operator_resource_info{{kind="WorkflowOptimization",name="gsm8k-collect",namespace="{ns}"'
-    metrics = operator.metrics()
-    assert series in metrics
-    assert 'w4s_operator_reconciles_total{kind="WorkflowOptimization",result="success"}' in metrics
+    # The counter moves just after the status write the test saw: poll, don't race it.
+    success = 'w4s_operator_reconciles_total{kind="WorkflowOptimization",result="success"}'
+    wait_for(lambda: series in (m := operator.metrics()) and success in m, "the resource's series on /metrics")
     wait_for(lambda: _get(admin, ns, WFO, "gsm8k-collect") is None, "deletion after the TTL", timeout=30)
     _wait_gone(admin, ns, wfo)
     wait_for(lambda: series not in operator.metrics(), "the deleted resource's series gone from /metrics")
