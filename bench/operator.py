@@ -44,14 +44,15 @@ from __future__ import annotations
 import os
 import sys
 
-# This file's directory must not be on the import path: the file would shadow the standard library's `operator`.
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+# This file's directory must come last on the import path: first, the file would shadow the standard library's
+# `operator`; last, its sibling modules (machine.py) still import.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE] + [_HERE]
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import ssl  # noqa: E402
@@ -73,6 +74,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
+from machine import machine_lines  # noqa: E402
 from operator_harness import Api, ApiError, OperatorProcess, namespace, operator_identity, wait_for  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -675,14 +677,6 @@ def requests_line(result: Result, top: int = 12) -> str:
     return (f"API server requests in that time (all clients, watches excluded): {total:.0f}; "
             + ", ".join(f"{k} {v:.0f}" for k, v in busy[:top]))
 
-
-def machine_lines() -> list[str]:
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"machine: {cores} cores ({usable} usable by this process), load average {load} (shared machine: "
-            "other processes may use the cores)",
-            f"python {platform.python_version()}, {platform.system()} {platform.release()}"]
 
 
 def workdir(args: argparse.Namespace) -> tuple[Path, bool]:

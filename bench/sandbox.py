@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -51,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import sandbox_for  # noqa: E402
+from machine import machine_lines  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -105,15 +104,6 @@ def runsc_version() -> str:
         return f"unavailable ({error.__class__.__name__})"
     return (out.stdout.strip().splitlines() or ["unknown"])[0]
 
-
-def machine_lines() -> list[str]:
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [f"machine: {cores} cores ({usable} usable by this process), load average {load} (shared machine: "
-            "other processes may use the cores)",
-            f"runsc: {runsc_version()}",
-            f"python {platform.python_version()}, {platform.system()} {platform.release()}"]
 
 
 async def run_one(sandbox: Sandbox, code: str, index: int) -> JobResult:
@@ -262,7 +252,7 @@ def main() -> int:
     if min(args.samples, args.exec_samples, args.concurrency, args.samples_per_worker, args.cold_starts) < 1:
         parser.error("--samples, --exec-samples, --concurrency, --samples-per-worker and --cold-starts must be >= 1")
     console = Console() if sys.stdout.isatty() else Console(width=150)
-    for line in machine_lines():
+    for line in machine_lines((f"runsc: {runsc_version()}",)):
         console.print(line, highlight=False)
     console.print()
     try:

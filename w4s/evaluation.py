@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from w4s.benchmarks.base import Benchmark, Sample, Score
 from w4s.llm.ledger import RoleUsage
-from w4s.sandbox.session import RemoteSandbox, Sandbox
+from w4s.sandbox.session import SandboxSession
 
 
 @dataclass
@@ -52,7 +52,7 @@ class EvaluationObserver(Protocol):
 
 
 class Evaluator:
-    def __init__(self, sandbox: Sandbox | RemoteSandbox, benchmark: Benchmark,
+    def __init__(self, sandbox: SandboxSession, benchmark: Benchmark,
                  observer: EvaluationObserver | None = None) -> None:
         self.sandbox = sandbox
         self.benchmark = benchmark

@@ -14,7 +14,7 @@ import hashlib
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class KubeConfig:
     cert: tuple[str, str] | None = None
     verify: bool = True
     namespace: str = "default"
-    headers: dict[str, str] = field(default_factory=dict)
 
     def bearer(self) -> str | None:
         """Re-read a token file on every client: projected service-account tokens rotate."""
@@ -155,7 +154,7 @@ class KubeAPI:
         if config.cert:
             tls.load_cert_chain(*config.cert)
         self._client = httpx.AsyncClient(
-            base_url=config.server, verify=tls, headers=dict(config.headers),
+            base_url=config.server, verify=tls,
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
 

@@ -24,7 +24,7 @@ from w4s.reporting import Fanout, Reporter
 from w4s.runstore import RunStore, now
 from w4s.sandbox.backends import backend_name, describe_backend
 from w4s.sandbox.remote import RemoteConfig
-from w4s.sandbox.session import Sandbox
+from w4s.sandbox.session import session_for_run
 from w4s.spec import OptimizationSpec
 from w4s.store import open_store
 
@@ -117,7 +117,7 @@ async def run_optimization(spec: OptimizationSpec, reporter: Reporter | None = N
     reporter = Fanout(reporter, metrics) if reporter else metrics
     try:
         async with Endpoints(spec, ledger, log, executors=remote is None) as endpoints, \
-                Sandbox.for_run(spec.sandbox, endpoints.executors, spec.seed, log, remote, ledger,
+                session_for_run(spec.sandbox, endpoints.executors, spec.seed, log, remote, ledger,
                                 executor_role(0, spec.executors[0].name)) as sandbox:
             metrics.pool = sandbox.pool
             optimizer = Optimizer(

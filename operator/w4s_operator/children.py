@@ -200,7 +200,7 @@ def _gateway(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, c
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {k: pod_labels[k] for k in _SELECTOR_KEYS}},
+            "replicas": replicas, "selector": sandbox_kube.run_selector("gateway", run_label(owner.name)),
             "template": {"metadata": {"labels": pod_labels}, "spec": {
                 "automountServiceAccountToken": False, "enableServiceLinks": False, "securityContext": _NONROOT,
                 "containers": [{
@@ -218,14 +218,10 @@ def _gateway(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, c
     return [Child("gatewayDeployment", deployment), _service(owner, "gateway", GATEWAY_PORT, "gatewayService")]
 
 
-_SELECTOR_KEYS = ("app.kubernetes.io/component", "w4s.io/run")
-
-
 def _service(owner: Owner, component: str, port: int, role: str) -> Child:
-    pod_labels = labels(owner.kind, owner.name, component)
     return Child(role, {
         "apiVersion": "v1", "kind": "Service", "metadata": owner.meta(component, component),
-        "spec": {"selector": {k: pod_labels[k] for k in _SELECTOR_KEYS},
+        "spec": {"selector": sandbox_kube.run_selector(component, run_label(owner.name))["matchLabels"],
                  "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]}})
 
 
@@ -246,7 +242,7 @@ def _sandbox(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, g
     pod_labels = pod["metadata"]["labels"]
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": owner.meta("sandbox", "sandbox"),
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {k: pod_labels[k] for k in _SELECTOR_KEYS}},
+        "spec": {"replicas": replicas, "selector": sandbox_kube.run_selector("sandbox", run_label(owner.name)),
                  "template": {"metadata": {"labels": pod_labels}, "spec": pod["spec"]}}}
     # Headless: the runner connects to each worker pod, not to a load-balanced address.
     service = _service(owner, "sandbox", WORKER_PORT, "sandboxService")
@@ -274,7 +270,7 @@ def _meta_agent(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": owner.meta("meta-agent", "meta-agent"),
         "spec": {"replicas": replicas, "strategy": {"type": "Recreate"},
-                 "selector": {"matchLabels": {k: pod_labels[k] for k in _SELECTOR_KEYS}},
+                 "selector": sandbox_kube.run_selector("meta-agent", run_label(owner.name)),
                  "template": {"metadata": {"labels": pod_labels}, "spec": {
                      "automountServiceAccountToken": False, "enableServiceLinks": False,
                      "initContainers": [{

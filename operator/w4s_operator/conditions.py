@@ -34,6 +34,12 @@ def reason_word(text: str) -> str:
     return word if word[:1].isalpha() else f"R{word}" if word else "Unknown"
 
 
+def holds(obj: dict[str, Any], type_: str) -> bool:
+    """Whether another resource's condition ``type_`` is True (a training's Complete, say)."""
+    return any(c.get("type") == type_ and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
 class Conditions:
     """The conditions of one reconcile: starts from the stored list, is updated in place, is written back whole."""
 

@@ -155,22 +155,10 @@ _CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_CHILD_LABELS)
-async def job_event(event: dict[str, Any], **_: Any) -> None:
-    _on_child_event(event)
-
-
 @kopf.on.event("apps", "v1", "deployments", labels=_CHILD_LABELS)
-async def deployment_event(event: dict[str, Any], **_: Any) -> None:
-    _on_child_event(event)
-
-
 @kopf.on.event("", "v1", "services", labels=_CHILD_LABELS)
-async def service_event(event: dict[str, Any], **_: Any) -> None:
-    _on_child_event(event)
-
-
 @kopf.on.event("", "v1", "pods", labels=_CHILD_LABELS)
-async def pod_event(event: dict[str, Any], **_: Any) -> None:
+async def child_event(event: dict[str, Any], **_: Any) -> None:
     _on_child_event(event)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 
+from w4s.sandbox.kube import run_labels
+
 MANAGED_BY = "w4s-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUN = "w4s.io/run"
 LABEL_KIND = "w4s.io/owner-kind"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 _MAX = 63
 
 
@@ -34,14 +35,8 @@ def run_label(owner: str) -> str:
 
 
 def labels(owner_kind: str, owner: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "w4s",
-        "app.kubernetes.io/instance": run_label(owner),
-        LABEL_COMPONENT: component,
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_RUN: run_label(owner),
-        LABEL_KIND: owner_kind.lower(),
-    }
+    """The sandbox builders' standard labels (the NetworkPolicies select on them) plus the owner's kind."""
+    return {**run_labels(component, run_label(owner)), LABEL_KIND: owner_kind.lower()}
 
 
 def owner_reference(body: dict) -> dict:

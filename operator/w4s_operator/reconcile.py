@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -208,6 +208,28 @@ class Reconciler:
             else:
                 outcome.requeue_after = _sooner(outcome.requeue_after, left)
 
+    async def _parse(self, body: dict[str, Any], model: type[_Spec], status: dict[str, Any], conds: C.Conditions,
+                     outcome: Outcome) -> _Spec | None:
+        """The spec, or None once Accepted=False (InvalidSpec) is written: a CRD older than the models lets
+        through what they refuse."""
+        try:
+            return model.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            conds.set(C.ACCEPTED, False, "InvalidSpec", _spec_error(err))
+            self._finish(body, status, conds, [], outcome)
+            await self._write_status(body, status)
+            return None
+
+    async def _conclude(self, body: dict[str, Any], spec: Any, status: dict[str, Any], conds: C.Conditions,
+                        problems: list[PodProblem], outcome: Outcome) -> Outcome:
+        """The end of every reconcile: status and phase written, Events posted, the TTL applied."""
+        self._finish(body, status, conds, problems, outcome)
+        await self._write_status(body, status)
+        await self._post_events(body, conds)
+        if outcome.phase in ("Complete", "Failed"):
+            await self._delete_if_expired(body, spec, status, outcome)
+        return outcome
+
     def _finish(self, body: dict[str, Any], status: dict[str, Any], conds: C.Conditions,
                 problems: list[PodProblem], outcome: Outcome) -> None:
         if any(conds.is_true(t) for t in _TERMINAL):
@@ -240,30 +262,20 @@ class Reconciler:
     # ---- WorkflowOptimization -----------------------------------------------------------------------------
 
     async def workflow_optimization(self, body: dict[str, Any]) -> Outcome:
-        outcome = Outcome()
+        outcome, status, conds = Outcome(), dict(body.get("status") or {}), _conditions(body)
         meta = body["metadata"]
-        status = dict(body.get("status") or {})
-        conds = C.Conditions(status.get("conditions") or [], meta.get("generation", 0))
-        try:
-            spec = WorkflowOptimizationSpec.model_validate(body.get("spec") or {})
-        except ValidationError as err:
-            conds.set(C.ACCEPTED, False, "InvalidSpec", _spec_error(err))
-            self._finish(body, status, conds, [], outcome)
-            await self._write_status(body, status)
+        spec = await self._parse(body, WorkflowOptimizationSpec, status, conds, outcome)
+        if spec is None:
             return outcome
         terminal = any(conds.is_true(t) for t in _TERMINAL)
         if not conds.is_true(C.ACCEPTED):
             missing = await self._missing_secrets(meta["namespace"], spec)
             if missing:
                 conds.set(C.ACCEPTED, False, "SecretNotFound", missing)
-                self._finish(body, status, conds, [], outcome)
-                await self._write_status(body, status)
-                await self._post_events(body, conds)
                 outcome.requeue_after = 30.0
-                return outcome
+                return await self._conclude(body, spec, status, conds, [], outcome)
             conds.set(C.ACCEPTED, True, "Valid", "spec accepted")
-        conds.set(C.SUSPENDED, spec.suspend, "Suspended" if spec.suspend else "NotSuspended",
-                  "spec.suspend is true: pods are stopped, the store keeps every result" if spec.suspend else "")
+        _suspension(conds, spec)
 
         weights, meta_problem = await self._meta_agent_weights(meta["namespace"], spec)
         has_runtime = await self._exists_cluster_scoped(
@@ -299,12 +311,7 @@ class Reconciler:
             self._result(status, conds, job, job_message)
             self._deadlines(body, spec, status, conds, outcome,
                             runner_problems[-1].text() if runner_problems else "")
-        self._finish(body, status, conds, runner_problems, outcome)
-        await self._write_status(body, status)
-        await self._post_events(body, conds)
-        if outcome.phase in ("Complete", "Failed"):
-            await self._delete_if_expired(body, spec, status, outcome)
-        return outcome
+        return await self._conclude(body, spec, status, conds, runner_problems, outcome)
 
     def _gateway_ip(self, meta: dict[str, Any]) -> str | None:
         gateway = self.cache.get("Service", meta["namespace"], child_name(meta["name"], "gateway"))
@@ -339,9 +346,7 @@ class Reconciler:
         if training is None:
             return None, f"TrainingNotFound: spec.metaAgent.fromTraining: MetaAgentTraining {name!r} not found"
         checkpoint = (training.get("status") or {}).get("checkpointUri")
-        complete = any(c["type"] == C.COMPLETE and c["status"] == "True"
-                       for c in (training.get("status") or {}).get("conditions") or [])
-        if not (complete and checkpoint):
+        if not (C.holds(training, C.COMPLETE) and checkpoint):
             return None, f"TrainingNotComplete: MetaAgentTraining {name!r} has no final checkpoint yet"
         return checkpoint, ""
 
@@ -375,10 +380,7 @@ class Reconciler:
 
     def _progress(self, body: dict[str, Any], spec: WorkflowOptimizationSpec, status: dict[str, Any],
                   conds: C.Conditions, job: str, problems: list[PodProblem]) -> None:
-        for pod in self._pods(body, "runner"):
-            began = started_running(pod)
-            if began and not status.get("startTime"):
-                status["startTime"] = began
+        _mark_started(status, self._pods(body, "runner"))
         if status.get("iteration") is not None and not status.get("startTime"):
             status["startTime"] = C.now()  # the runner reported progress: it runs
         if spec.suspend:
@@ -414,16 +416,10 @@ class Reconciler:
     # ---- MetaAgentTraining --------------------------------------------------------------------------------
 
     async def meta_agent_training(self, body: dict[str, Any]) -> Outcome:
-        outcome = Outcome()
+        outcome, status, conds = Outcome(), dict(body.get("status") or {}), _conditions(body)
         meta = body["metadata"]
-        status = dict(body.get("status") or {})
-        conds = C.Conditions(status.get("conditions") or [], meta.get("generation", 0))
-        try:
-            spec = MetaAgentTrainingSpec.model_validate(body.get("spec") or {})
-        except ValidationError as err:
-            conds.set(C.ACCEPTED, False, "InvalidSpec", _spec_error(err))
-            self._finish(body, status, conds, [], outcome)
-            await self._write_status(body, status)
+        spec = await self._parse(body, MetaAgentTrainingSpec, status, conds, outcome)
+        if spec is None:
             return outcome
         terminal = any(conds.is_true(t) for t in _TERMINAL)
         uris, waiting = self._trajectory_uris(meta["namespace"], spec)
@@ -431,8 +427,7 @@ class Reconciler:
             conds.set(C.ACCEPTED, False, "SourceNotFound", waiting.split(": ", 1)[1])
         else:
             conds.set(C.ACCEPTED, True, "Valid", "spec accepted")
-        conds.set(C.SUSPENDED, spec.suspend, "Suspended" if spec.suspend else "NotSuspended",
-                  "spec.suspend is true" if spec.suspend else "")
+        _suspension(conds, spec)
         start = not waiting
         running = not spec.suspend and not terminal
         children = training_children(body, spec, self.settings, trajectories=uris, start=start, running=running)
@@ -444,13 +439,9 @@ class Reconciler:
         pods = self._pods(body, "trainer")
         if scheduling:
             conds.set(C.POD_SCHEDULED, False, scheduling[-1].reason, scheduling[-1].message)
-        elif any(c.get("type") == "PodScheduled" and c.get("status") == "True"
-                 for p in pods for c in (p.get("status") or {}).get("conditions") or []):
+        elif any(C.holds(pod, "PodScheduled") for pod in pods):
             conds.set(C.POD_SCHEDULED, True, "Scheduled", "the trainer pod is on a node")
-        for pod in pods:
-            began = started_running(pod)
-            if began and not status.get("startTime"):
-                status["startTime"] = began
+        _mark_started(status, pods)
         job, job_message = job_state(self.cache.get("Job", meta["namespace"], child_name(meta["name"], "trainer")))
         if spec.suspend:
             conds.set(C.PROGRESSING, False, "Suspended", "suspended")
@@ -466,12 +457,7 @@ class Reconciler:
         if not terminal:
             self._result(status, conds, job, job_message)
             self._deadlines(body, spec, status, conds, outcome, problems[-1].text() if problems else "")
-        self._finish(body, status, conds, problems, outcome)
-        await self._write_status(body, status)
-        await self._post_events(body, conds)
-        if outcome.phase in ("Complete", "Failed"):
-            await self._delete_if_expired(body, spec, status, outcome)
-        return outcome
+        return await self._conclude(body, spec, status, conds, problems, outcome)
 
     def _trajectory_uris(self, namespace: str, spec: MetaAgentTrainingSpec) -> tuple[list[str], str]:
         """Store URIs of the trajectories, or why they are not there yet ("Reason: message")."""
@@ -485,14 +471,14 @@ class Reconciler:
                 return [], (f"SourceNotFound: spec.trajectories[{i}].workflowOptimization: "
                             f"WorkflowOptimization {source.workflow_optimization!r} not found")
             wstatus = wfo.get("status") or {}
-            done = any(c["type"] == C.COMPLETE and c["status"] == "True" for c in wstatus.get("conditions") or [])
-            if not done or not wstatus.get("runUri"):
+            if not C.holds(wfo, C.COMPLETE) or not wstatus.get("runUri"):
                 return [], (f"WaitingForTrajectories: WorkflowOptimization {source.workflow_optimization!r} "
                             "has not completed")
             uris.append(wstatus["runUri"])
         return uris, ""
 
 
+_Spec = TypeVar("_Spec", WorkflowOptimizationSpec, MetaAgentTrainingSpec)
 _WATCHED = {"Job", "Deployment", "Service"}
 # False conditions that are a normal step of a resource's life, not something to warn about.
 _ROUTINE_REASONS = {"Starting", "Pending", "WaitingForDependencies", "WaitingForTrajectories", "ScaledDown",
@@ -510,6 +496,23 @@ def _drift(child: Child, current: dict[str, Any]) -> dict[str, Any] | None:
     if child.kind == "ConfigMap" and child.obj.get("data") != current.get("data"):
         return {"data": child.obj["data"]}
     return None
+
+
+def _conditions(body: dict[str, Any]) -> C.Conditions:
+    return C.Conditions((body.get("status") or {}).get("conditions") or [], body["metadata"].get("generation", 0))
+
+
+def _suspension(conds: C.Conditions, spec: Any) -> None:
+    conds.set(C.SUSPENDED, spec.suspend, "Suspended" if spec.suspend else "NotSuspended",
+              "spec.suspend is true: pods are stopped, the store keeps everything recorded" if spec.suspend else "")
+
+
+def _mark_started(status: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """startTime is when the workload first ran (the active deadline counts from it); it never moves."""
+    for pod in pods:
+        began = started_running(pod)
+        if began and not status.get("startTime"):
+            status["startTime"] = began
 
 
 def _sooner(a: float | None, b: float) -> float:

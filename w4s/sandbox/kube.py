@@ -58,7 +58,7 @@ def _check_gateway_url(value: str) -> None:
         raise ValueError(f"gateway_url: {value!r} is not an http(s)://host[:port][/path] URL")
 
 
-def _labels(component: str, run_name: str) -> dict[str, str]:
+def run_labels(component: str, run_name: str) -> dict[str, str]:
     """Standard labels of every object of a run; the network policies select on the component and run keys."""
     return {
         "app.kubernetes.io/name": "w4s",
@@ -69,7 +69,7 @@ def _labels(component: str, run_name: str) -> dict[str, str]:
     }
 
 
-def _selector(component: str, run_name: str) -> dict[str, Any]:
+def run_selector(component: str, run_name: str) -> dict[str, Any]:
     """Selects one component of one run only, so two runs in a namespace can never reach each other's pods."""
     return {"matchLabels": {_COMPONENT: component, _RUN: run_name}}
 
@@ -119,7 +119,7 @@ def sandbox_pod(
         _check_quantity(arg, value)
     _check_gateway_url(gateway_url)
     _check_port("worker_port", worker_port)
-    standard = _labels(_SANDBOX, run_name)
+    standard = run_labels(_SANDBOX, run_name)
     clashing = sorted(set(labels or {}) & set(standard))
     if clashing:
         raise ValueError(f"labels: may not override the standard labels {clashing}")
@@ -189,7 +189,8 @@ def sandbox_network_policy(
     port 53 to the cluster DNS only, for gateway URLs that use a Service name.
     """
     egress: list[dict[str, Any]] = [
-        {"to": [{"podSelector": _selector(_GATEWAY, run_name)}], "ports": [{"protocol": "TCP", "port": gateway_port}]}
+        {"to": [{"podSelector": run_selector(_GATEWAY, run_name)}],
+         "ports": [{"protocol": "TCP", "port": gateway_port}]}
     ]
     if allow_dns:
         egress.append(
@@ -243,11 +244,11 @@ def _network_policy(name: str, namespace: str, run_name: str, component: str, ow
     for arg, port in ports.items():
         _check_port(arg, port)
     spec: dict[str, Any] = {
-        "podSelector": _selector(component, run_name),
+        "podSelector": run_selector(component, run_name),
         "policyTypes": ["Ingress"] if egress is None else ["Ingress", "Egress"],
         "ingress": [
             {
-                "from": [{"podSelector": _selector(source, run_name)} for source in ingress_from],
+                "from": [{"podSelector": run_selector(source, run_name)} for source in ingress_from],
                 "ports": [{"protocol": "TCP", "port": ingress_port}],
             }
         ],
@@ -257,7 +258,7 @@ def _network_policy(name: str, namespace: str, run_name: str, component: str, ow
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _metadata(name, namespace, _labels(component, run_name), owner),
+        "metadata": _metadata(name, namespace, run_labels(component, run_name), owner),
         "spec": spec,
     }
 
