@@ -19,6 +19,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v runsc >/dev/null 2>&1 || missing+=(runsc)  # gVisor: the sandbox for generated workflow code
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the isolation tests' network-namespace test host
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)  # storage of the local control plane (w4s dev cluster)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # the monitoring tests' real Prometheus and promtool
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing system packages: ${missing[*]}"

@@ -4,6 +4,7 @@ synchronous API helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,13 +12,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import yaml
+from kube import apply_crds
 
+from w4s.devcluster.cluster import LocalCluster
 from w4s.kubeapi import path_of, resource_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,13 +88,18 @@ class Api:
             raise ApiError(response)
 
 
+def response_message(response: httpx.Response) -> str:
+    """The API server's own words about a refused request (its Status message), else the raw body."""
+    try:
+        return response.json().get("message", response.text)
+    except ValueError:
+        return response.text
+
+
 class ApiError(Exception):
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
-        try:
-            self.message = response.json().get("message", response.text)
-        except ValueError:
-            self.message = response.text
+        self.message = response_message(response)
         super().__init__(f"{self.status}: {self.message}")
 
 
@@ -99,6 +107,19 @@ def namespace(api: Api, prefix: str = "w4s-test") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
+
+
+@contextlib.contextmanager
+def namespace_with_crds(cluster: LocalCluster, prefix: str) -> Iterator[tuple[Api, str]]:
+    """The session's API server with the project's CRDs installed, and a namespace deleted afterwards."""
+    apply_crds(cluster)
+    with cluster.client(timeout=30) as client:
+        api = Api(client)
+        ns = namespace(api, prefix)
+        try:
+            yield api, ns
+        finally:
+            api.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
 
 def service_account_token(api: Api, namespace: str, name: str, seconds: int = 7200) -> str:

@@ -37,6 +37,11 @@ COMBINATIONS = [
     ("watch-namespaces", ["--set", "watchNamespaces={team-a,team-b}"]),
     ("digest", ["--set", "image.digest=sha256:" + "ab" * 32, "--set", "images.runner.digest=sha256:" + "cd" * 32]),
     ("no-crds-no-service", ["--set", "crds.install=false", "--set", "metrics.service.enabled=false"]),
+    ("monitoring", ["--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.podMonitor.enabled=true",
+                    "--set", "monitoring.prometheusRule.enabled=true"]),
+    ("monitoring-single-namespace-no-dashboards", [
+        "--set", "rbac.singleNamespace=true", "--set", "monitoring.podMonitor.enabled=true",
+        "--set", "monitoring.dashboards.enabled=false"]),
 ]
 
 
@@ -199,6 +204,17 @@ def test_template_renders_valid_objects(helm: str, args: list[str]) -> None:
     else:
         assert "RuntimeClass" not in kinds
 
+    # Monitoring: prometheus-operator objects only when asked for; dashboards by default (tests/test_monitoring.py
+    # checks what they contain).
+    for kind, key in [("ServiceMonitor", "serviceMonitor"), ("PodMonitor", "podMonitor"),
+                      ("PrometheusRule", "prometheusRule")]:
+        assert kinds.count(kind) == (1 if f"{key}.enabled=true" in values else 0), kind
+    if "podMonitor.enabled=true" in values:
+        selector = _one(docs, "PodMonitor")["spec"]["namespaceSelector"]
+        assert selector == ({"matchNames": [ns]} if "singleNamespace=true" in values else {"any": True})
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard")]
+    assert len(dashboards) == (0 if "dashboards.enabled=false" in values else 3)
+
 
 @pytest.mark.parametrize(("args", "field"), [
     (["--set", "replicaCount=two"], "replicaCount"),        # unknown top-level key
@@ -207,12 +223,17 @@ def test_template_renders_valid_objects(helm: str, args: list[str]) -> None:
     (["--set", "image.digest=latest"], "digest"),
     (["--set", "images.pullPolicy=Sometimes"], "pullPolicy"),
     (["--set", "rbac.singleNamespace=true", "--set", "watchNamespaces={other}"], "watchNamespaces"),
-], ids=["unknown-key", "wrong-type", "wrong-bool", "bad-digest", "bad-enum", "single-namespace-and-watch"])
+    (["--set", "monitoring.prometheusRule.budgetFraction=90%"], "budgetFraction"),
+    (["--set", "monitoring.podMonitor.interval=often"], "interval"),
+    (["--set", "monitoring.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+     "metrics.service.enabled"),
+], ids=["unknown-key", "wrong-type", "wrong-bool", "bad-digest", "bad-enum", "single-namespace-and-watch",
+        "bad-fraction", "bad-duration", "service-monitor-without-service"])
 def test_bad_values_are_rejected_naming_the_field(helm: str, args: list[str], field: str) -> None:
     for verb in (["template", "w4s"], ["lint", "--strict"]):
         result = _helm(helm, *verb, str(CHART), *args)
         # A template's `fail` (a combination the schema cannot express) is only reported by helm lint, with exit 0.
-        if verb[0] == "template" or "watchNamespaces" not in field:
+        if verb[0] == "template" or field not in ("watchNamespaces", "metrics.service.enabled"):
             assert result.returncode != 0, f"helm {verb[0]} accepted {args}"
         assert field in result.stdout + result.stderr, f"helm {verb[0]} {args}: {result.stdout}{result.stderr}"
 

@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kube import apply_crds
-from operator_harness import Api, ApiError, namespace
+from operator_harness import Api, ApiError, namespace_with_crds, response_message
 
 from w4s.kubeapi import resource_path
 
@@ -40,25 +39,10 @@ def post(api: Api, ns: str, doc: Doc, *, strict: bool = False) -> httpx.Response
     return api.client.post(resource_path(doc["apiVersion"], doc["kind"], ns), json=doc, params=params)
 
 
-def message(response: httpx.Response) -> str:
-    try:
-        return response.json().get("message", response.text)
-    except ValueError:
-        return response.text
-
-
 @pytest.fixture(scope="module")
-def cluster_ns(request: pytest.FixtureRequest) -> Iterator[tuple[Api, str]]:
-    # By name, not as a parameter: the parameter would shadow the import above that makes the fixture visible.
-    cluster = request.getfixturevalue("kube_cluster")
-    apply_crds(cluster)
-    with cluster.client(timeout=30) as client:
-        api = Api(client)
-        ns = namespace(api, "w4s-crdval")
-        try:
-            yield api, ns
-        finally:
-            api.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+def cluster_ns(kube_cluster) -> Iterator[tuple[Api, str]]:
+    with namespace_with_crds(kube_cluster, "w4s-crdval") as found:
+        yield found
 
 
 # ---- positive control ---------------------------------------------------------------------------------------
@@ -70,7 +54,7 @@ def test_examples_are_accepted_as_is(cluster_ns: tuple[Api, str], name: str) -> 
     doc = example(name)
     doc["metadata"]["name"] = f"ok-{doc['metadata']['name']}"
     response = post(api, ns, doc, strict=True)
-    assert response.status_code == 201, message(response)
+    assert response.status_code == 201, response_message(response)
     assert not response.headers.get("Warning"), response.headers.get("Warning")
 
 
@@ -203,7 +187,7 @@ def test_invalid_resource_is_rejected_naming_the_field(cluster_ns: tuple[Api, st
     doc["metadata"]["name"] = re.sub(r"[^a-z0-9]+", "-", request.node.callspec.id.lower()).strip("-")
     mutate(doc["spec"])
     response = post(api, ns, doc)
-    text = message(response)
+    text = response_message(response)
     assert response.status_code == 422, f"{response.status_code}: {text}"
     # The field path leads its error ("spec.x: Invalid value ..."), not merely somewhere in the text.
     assert re.search(re.escape(field) + r"(?![\w.\[])", text), f"{field!r} not named in: {text}"
@@ -217,7 +201,7 @@ def test_unknown_field_is_an_error_with_strict_field_validation(cluster_ns: tupl
     doc["spec"]["iteratons"] = 5
     doc["spec"]["sandbox"]["cpuLimit"] = "2"
     response = post(api, ns, doc, strict=True)
-    text = message(response)
+    text = response_message(response)
     # A strict decoding error is a 400 BadRequest, not a 422 Invalid: the object never reaches validation.
     assert response.status_code == 400, f"{response.status_code}: {text}"
     assert 'unknown field "spec.iteratons"' in text, text
@@ -225,7 +209,7 @@ def test_unknown_field_is_an_error_with_strict_field_validation(cluster_ns: tupl
     # Without it the API server prunes the field and says so in a warning.
     doc["metadata"]["name"] = "unknown-field-pruned"
     response = post(api, ns, doc)
-    assert response.status_code == 201, message(response)
+    assert response.status_code == 201, response_message(response)
     assert "iteratons" not in response.json()["spec"]
     assert "unknown field" in response.headers.get("Warning", "")
     assert "spec.iteratons" in response.headers["Warning"], response.headers["Warning"]

@@ -43,6 +43,10 @@ def test_run_metrics_match_the_records_scripted_llm(tmp_path, runner_tmp, monkey
     assert set(by_iteration) == {1, 3}  # iteration 2 was skipped
     for iteration, score in by_iteration.items():
         assert value("w4s_iteration_validation_score", iteration=str(iteration)) == pytest.approx(score)
+    w0 = json.loads((tmp_path / "run" / "checkpoints" / "iter-0000.json").read_text())["state"]["best"]["score"]
+    assert value("w4s_iteration_validation_score", iteration="0") == pytest.approx(w0)  # the example workflow
+    assert ("w4s_iteration_validation_score", (("iteration", "2"), ("run", run))) not in got  # skipped: no point
+    assert value("w4s_workflow_errors_total", kind="SandboxDied") == 0  # present before any sandbox failure
     assert value("w4s_best_validation_score") == pytest.approx(result.best_validation_score)
     assert value("w4s_test_score") == pytest.approx(result.test_score)
     assert value("w4s_iteration") == 3

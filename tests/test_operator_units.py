@@ -7,17 +7,20 @@ import asyncio
 import json
 
 import pytest
+import yaml
 from prometheus_client import generate_latest
 from w4s_operator import conditions as C
 from w4s_operator.cache import Cache
-from w4s_operator.children import training_children, workflow_optimization_children
+from w4s_operator.children import META_AGENT_PORT, training_children, workflow_optimization_children
 from w4s_operator.metrics import Metrics
 from w4s_operator.names import child_name, run_label
 from w4s_operator.observe import job_state, pod_problems
 from w4s_operator.queue import WorkQueue
 from w4s_operator.settings import Settings
 
+from w4s.llm.pricing import resolve_price
 from w4s.resources import MetaAgentTrainingSpec, WorkflowOptimizationSpec
+from w4s.spec import OptimizationSpec
 
 SETTINGS = Settings()
 
@@ -57,6 +60,21 @@ def test_every_child_is_owned_named_and_labelled_deterministically():
                                             "blockOwnerDeletion": True}]
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "w4s-operator"
         assert meta["labels"]["w4s.io/run"] == "gsm"
+
+
+def test_the_runners_spec_resolves_every_endpoint_it_names():
+    """The ConfigMap's spec is what `w4s run` reads: an operator-served meta-agent becomes an endpoint the runner
+    can call and price (found by the monitoring end-to-end test: unpriced, the runner refused to start)."""
+    embedded = {"executors": [{"provider": "embedded", "model": "smollm2-135m-instruct"}],
+                "metaAgent": {"provider": "embedded", "model": "qwen2.5-coder-7b-instruct"}}
+    for spec in (OPENAI, embedded):
+        config = yaml.safe_load(_children(spec)["runnerConfig"].obj["data"]["spec.yaml"])
+        parsed = OptimizationSpec.model_validate(config["spec"])
+        assert parsed.meta_agent.provider == "openai-compatible"
+        assert parsed.meta_agent.base_url == f"http://gsm-meta-agent:{META_AGENT_PORT}/v1"
+        for endpoint in (parsed.meta_agent, *parsed.executors):
+            resolve_price(endpoint)  # raises for an unknown, unpriced model
+        assert resolve_price(parsed.meta_agent).input_per_mtok == 0
 
 
 def test_credentials_reach_only_the_gateway_and_never_a_config_map():
@@ -253,6 +271,7 @@ def test_metrics_are_computed_from_the_cache_and_vanish_with_the_resource():
     cache = Cache()
     body = _body()
     body["status"] = {"phase": "Running", "iteration": 4, "bestValidationScore": "0.7500", "costUsd": "1.25",
+                      "testScore": "0.6875",
                       "conditions": [{"type": "Accepted", "status": "True"}]}
     body["metadata"]["resourceVersion"] = "5"
     cache.put(body)
@@ -260,6 +279,7 @@ def test_metrics_are_computed_from_the_cache_and_vanish_with_the_resource():
     metrics.reconciles.labels("WorkflowOptimization", "success").inc()
     text = generate_latest(metrics.registry).decode()
     assert 'w4s_workflow_optimization_best_validation_score{name="gsm",namespace="team-a"} 0.75' in text
+    assert 'w4s_workflow_optimization_test_score{name="gsm",namespace="team-a"} 0.6875' in text
     assert 'w4s_operator_resources{kind="WorkflowOptimization",phase="Running"} 1.0' in text
     assert 'w4s_operator_resource_conditions{condition="Accepted",kind="WorkflowOptimization",status="True"}' in text
     assert 'w4s_operator_reconciles_total{kind="WorkflowOptimization",result="success"} 1.0' in text
@@ -268,6 +288,20 @@ def test_metrics_are_computed_from_the_cache_and_vanish_with_the_resource():
     text = generate_latest(metrics.registry).decode()
     assert 'name="gsm"' not in text
     assert 'w4s_operator_resources{kind="WorkflowOptimization",phase="Running"} 0.0' in text
+
+
+def test_training_metrics_come_from_the_trainers_status_reports():
+    cache = Cache()
+    body = _body("MetaAgentTraining")
+    body["status"] = {"phase": "Running", "step": 12, "totalSteps": 48, "loss": "0.8125", "learningRate": "0.00001",
+                      "tokensPerSecond": "5120.5"}
+    body["metadata"]["resourceVersion"] = "3"
+    cache.put(body)
+    text = generate_latest(Metrics(cache, lambda: 0).registry).decode()
+    for name, value in [("step", "12.0"), ("total_steps", "48.0"), ("loss", "0.8125"), ("learning_rate", "1e-05"),
+                        ("tokens_per_second", "5120.5")]:
+        assert f'w4s_meta_agent_training_{name}{{name="gsm",namespace="team-a"}} {value}' in text
+    assert 'w4s_operator_resources{kind="MetaAgentTraining",phase="Running"} 1.0' in text
 
 
 @pytest.mark.parametrize("stale,fresh,kept", [("7", "5", "7"), ("5", "7", "7")])

@@ -176,6 +176,7 @@ class Optimizer:
             state = latest.state
         checkpoints = self.runs.checkpoints()
         first = checkpoints[0].state.best
+        self.reporter.example_scored(first.score)
         for iteration in range(state.iteration + 1, self.spec.iterations + 1):
             state = await self._iteration(state, iteration, first)
         return await self._finish(state)

@@ -20,6 +20,7 @@ from w4s.endpoints import executor_role
 from w4s.llm.ledger import Ledger, RoleUsage
 from w4s.records import CandidateRecord, RunResult
 from w4s.reporting import Reporter
+from w4s.sandbox.pool import SANDBOX_FAILURES
 from w4s.spec import OptimizationSpec
 
 _LONG = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -97,6 +98,12 @@ class RunMetrics(Reporter):
                                 registry=r)
         self._errors = Counter("w4s_workflow_errors_total", "Samples whose workflow failed, by error kind.",
                                ["run", "kind"], registry=r)
+        # Series present at 0 from the start: rate() needs a sample before the first event, and the sandbox
+        # error-rate alert must read "no failures" rather than "no data".
+        for family in (self._iteration_seconds, self._evaluation_seconds, self._samples):
+            family.labels(run)
+        for kind in SANDBOX_FAILURES:
+            self._errors.labels(run, kind)
         self._info = Gauge("w4s_run_info", "One series per run, labelled with what it optimizes.",
                            ["run", "benchmark", "mode"], registry=r)
         self._info.labels(run, spec.task.benchmark, spec.mode).set(1)
@@ -109,6 +116,9 @@ class RunMetrics(Reporter):
         self._iteration_started = time.monotonic()
         if resumed_from is not None:
             self._iteration.labels(self.run).set(resumed_from)
+
+    def example_scored(self, score: float) -> None:
+        self._iteration_score.labels(self.run, "0").set(score)
 
     def candidate_done(self, record: CandidateRecord) -> None:
         best = max(self._per_iteration.get(record.iteration, 0.0), record.validation_score)

@@ -12,6 +12,9 @@ class Reporter:
 
     def phase(self, iteration: int, candidate: int | None, text: str) -> None: ...
 
+    def example_scored(self, score: float) -> None:
+        """The example workflow W0's validation score: iteration 0 of the run's curve (also on a resume)."""
+
     def final_evaluation(self, size: int) -> None: ...
 
     def samples(self, done: int, total: int) -> None: ...
@@ -36,6 +39,10 @@ class Fanout(Reporter):
     def phase(self, iteration: int, candidate: int | None, text: str) -> None:
         for r in self.reporters:
             r.phase(iteration, candidate, text)
+
+    def example_scored(self, score: float) -> None:
+        for r in self.reporters:
+            r.example_scored(score)
 
     def final_evaluation(self, size: int) -> None:
         for r in self.reporters:

@@ -125,6 +125,9 @@ def runtime_config(owner: Owner, spec: WorkflowOptimizationSpec, settings: Setti
         meta.pop("weightsUri", None)
         meta.update(provider="openai-compatible",
                     baseUrl=f"http://{child_name(owner.name, 'meta-agent')}:{META_AGENT_PORT}/v1")
+        # The operator's own server has no per-token price (its GPU time is the cost), like an embedded model
+        # on a laptop; without one the runner would refuse the unknown model.
+        meta.setdefault("price", {"inputPerMtok": "0", "outputPerMtok": "0"})
     elif meta.pop("apiKeySecret", None):
         meta["apiKeyEnv"] = "W4S_META_AGENT_API_KEY"
     return {"apiVersion": API_VERSION, "kind": "WorkflowOptimization",
@@ -272,7 +275,7 @@ def _meta_agent(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings
         "spec": {"replicas": replicas, "strategy": {"type": "Recreate"},
                  "selector": sandbox_kube.run_selector("meta-agent", run_label(owner.name)),
                  "template": {"metadata": {"labels": pod_labels}, "spec": {
-                     "automountServiceAccountToken": False, "enableServiceLinks": False,
+                     "automountServiceAccountToken": False, "enableServiceLinks": False, "securityContext": _NONROOT,
                      "initContainers": [{
                          "name": "fetch-weights", "image": settings.runner_image,
                          "imagePullPolicy": settings.image_pull_policy,
@@ -288,6 +291,8 @@ def _meta_agent(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings
                          "startupProbe": {**ready, "failureThreshold": 180, "periodSeconds": 10},
                          "readinessProbe": ready, "livenessProbe": {**ready, "failureThreshold": 6},
                          "resources": resources,
+                         # vLLM writes its compile and kernel caches under $HOME: a writable root filesystem.
+                         "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
                          "volumeMounts": [models, {"name": "shm", "mountPath": "/dev/shm"}]}],
                      "volumes": [{"name": "models", "emptyDir": {}},
                                  {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}],

@@ -18,6 +18,21 @@ from w4s_operator.cache import Cache
 
 KINDS = ("WorkflowOptimization", "MetaAgentTraining")
 _PHASES = ("Pending", "Running", "Suspended", "Complete", "Failed")
+# Status field -> the per-resource gauge it feeds (the runner's and the trainer's reports, through the status).
+_PER_RESOURCE = {
+    "iteration": ("w4s_workflow_optimization_iteration", "Last completed iteration."),
+    "bestValidationScore": ("w4s_workflow_optimization_best_validation_score",
+                            "Best validation score so far (0 to 1)."),
+    "testScore": ("w4s_workflow_optimization_test_score",
+                  "Test score of the best workflow, once the run has ended (0 to 1)."),
+    "costUsd": ("w4s_workflow_optimization_cost_usd", "Dollars spent so far."),
+    "step": ("w4s_meta_agent_training_step", "Optimizer steps done."),
+    "totalSteps": ("w4s_meta_agent_training_total_steps", "Optimizer steps planned."),
+    "loss": ("w4s_meta_agent_training_loss", "Last reported training loss."),
+    "learningRate": ("w4s_meta_agent_training_learning_rate", "Learning rate at the last reported step."),
+    "tokensPerSecond": ("w4s_meta_agent_training_tokens_per_second",
+                        "Training throughput, tokens per second, all GPUs together."),
+}
 
 
 def _number(value: object) -> float | None:
@@ -38,19 +53,8 @@ class ResourceCollector(Collector):
         conditions = GaugeMetricFamily("w4s_operator_resource_conditions",
                                        "Resources by kind, condition type and condition status.",
                                        labels=["kind", "condition", "status"])
-        per = {
-            "iteration": GaugeMetricFamily("w4s_workflow_optimization_iteration",
-                                           "Last completed iteration.", labels=["namespace", "name"]),
-            "bestValidationScore": GaugeMetricFamily("w4s_workflow_optimization_best_validation_score",
-                                                     "Best validation score so far (0 to 1).",
-                                                     labels=["namespace", "name"]),
-            "costUsd": GaugeMetricFamily("w4s_workflow_optimization_cost_usd", "Dollars spent so far.",
-                                         labels=["namespace", "name"]),
-            "step": GaugeMetricFamily("w4s_meta_agent_training_step", "Optimizer steps done.",
-                                      labels=["namespace", "name"]),
-            "loss": GaugeMetricFamily("w4s_meta_agent_training_loss", "Last reported training loss.",
-                                      labels=["namespace", "name"]),
-        }
+        per = {field: GaugeMetricFamily(name, text, labels=["namespace", "name"])
+               for field, (name, text) in _PER_RESOURCE.items()}
         info = GaugeMetricFamily("w4s_operator_resource_info", "One series per resource, labelled with its phase.",
                                  labels=["kind", "namespace", "name", "phase"])
         for kind in KINDS:

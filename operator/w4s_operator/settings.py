@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-_DEFAULT_IMAGE = "ghcr.io/w4s-project/{}:0.1.0"
+from w4s import __version__
+
+_DEFAULT_IMAGE = "ghcr.io/w4s-project/{}:" + __version__
 
 
 def _env(name: str, default: str) -> str:

@@ -25,6 +25,10 @@ from w4s.workflow import confine
 
 _STDERR_TAIL = 4096
 _GRACE_S = 15.0
+# Failures of the sandbox itself rather than of the workflow: the "sandbox error rate" alert counts these.
+SANDBOX_DIED = "SandboxDied"
+SANDBOX_UNRESPONSIVE = "SandboxUnresponsive"
+SANDBOX_FAILURES = (SANDBOX_DIED, SANDBOX_UNRESPONSIVE)
 
 
 @dataclass
@@ -98,7 +102,7 @@ class SandboxWorker:
                 future.set_result(JobResult(bool(message.get("ok")), message.get("answer"), message.get("error"),
                                             float(message.get("wall_s") or 0.0)))
         await self.proc.wait()
-        self._fail_all("SandboxDied", f"the sandbox worker exited (code {self.proc.returncode}): "
+        self._fail_all(SANDBOX_DIED, f"the sandbox worker exited (code {self.proc.returncode}): "
                                       f"{self.stderr_tail() or 'no output'}")
 
     def _fail_all(self, kind: str, message: str) -> None:
@@ -117,7 +121,7 @@ class SandboxWorker:
             await self.proc.stdin.drain()
         except (ConnectionError, RuntimeError):
             self._pending.pop(job_id, None)
-            future.set_result(JobResult.failure("SandboxDied", "the sandbox worker is gone: "
+            future.set_result(JobResult.failure(SANDBOX_DIED, "the sandbox worker is gone: "
                                                 + (self.stderr_tail() or "no output")))
         return future
 
@@ -197,7 +201,7 @@ class SandboxPool:
                     return await asyncio.wait_for(asyncio.shield(future), limit + _GRACE_S)
                 except TimeoutError:
                     await worker.kill("the sandbox worker stopped answering")
-                    return JobResult.failure("SandboxUnresponsive", f"no result within {limit + _GRACE_S:g} s; "
+                    return JobResult.failure(SANDBOX_UNRESPONSIVE, f"no result within {limit + _GRACE_S:g} s; "
                                              "the sandbox worker was restarted")
             finally:
                 self._reserved[index] -= 1
