@@ -404,16 +404,18 @@ def _body(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 def operator_containers() -> list[tuple[str, str, dict[str, Any]]]:
     """(role, image, container) of every container the operator creates, from the examples' resources: a
     WorkflowOptimization that serves its meta-agent (runner, gateway, sandbox, fetch-weights, vLLM) and
-    MetaAgentTrainings on one and on two GPUs (single.yaml and ddp.yaml)."""
+    MetaAgentTrainings on one GPU (single.yaml), on two in full fine-tuning (fsdp.yaml) and with LoRA
+    (ddp.yaml)."""
     settings = Settings()
     wfo = yaml.safe_load((ROOT / "examples" / "wfo-embedded.yaml").read_text())["spec"]
     objs = [c.obj for c in operator_children.workflow_optimization_children(
         _body("WorkflowOptimization", wfo), WorkflowOptimizationSpec.model_validate(wfo), settings,
-        gateway_ip="10.96.0.10", meta_agent_weights="s3://w4s/models/m", start_runner=True, running=True,
+        gateway_ip="10.96.0.10", meta_agent_weights="s3://w4s/models/m",
+        start_runner=True, running=True,
         admin_token="t" * 43)]
     mat = yaml.safe_load((ROOT / "examples" / "mat-rwr.yaml").read_text())["spec"]
-    for gpus in (1, 2):
-        spec = {**mat, "resources": {**mat["resources"], "gpus": gpus}}
+    for gpus, lora in ((1, None), (2, None), (2, {"rank": 8})):
+        spec = {**mat, "resources": {**mat["resources"], "gpus": gpus}, **({"lora": lora} if lora else {})}
         objs += [c.obj for c in operator_children.training_children(
             _body("MetaAgentTraining", spec), MetaAgentTrainingSpec.model_validate(spec), settings,
             trajectories=["s3://w4s/runs/a"], start=True, running=True)]
@@ -894,8 +896,7 @@ def test_operator_launches_configs_that_exist() -> None:
         command = container.get("command") or []
         if "--config_file" in command:
             used.add(command[command.index("--config_file") + 1])
-    assert used == {f"{operator_children.ACCELERATE_CONFIGS}/single.yaml",
-                    f"{operator_children.ACCELERATE_CONFIGS}/ddp.yaml"}
+    assert used == {f"{operator_children.ACCELERATE_CONFIGS}/{name}.yaml" for name in ("single", "fsdp", "ddp")}
     for path in used:
         assert (ACCELERATE_DIR / Path(path).name).is_file()
 

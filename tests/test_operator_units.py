@@ -11,7 +11,12 @@ import yaml
 from prometheus_client import generate_latest
 from w4s_operator import conditions as C
 from w4s_operator.cache import Cache
-from w4s_operator.children import META_AGENT_PORT, training_children, workflow_optimization_children
+from w4s_operator.children import (
+    META_AGENT_PORT,
+    accelerate_config,
+    training_children,
+    workflow_optimization_children,
+)
 from w4s_operator.metrics import Metrics
 from w4s_operator.names import child_name, run_label
 from w4s_operator.observe import job_state, pod_problems
@@ -39,8 +44,8 @@ OPENAI = {"executors": [{"provider": "openai", "model": "gpt-4o-mini",
 def _children(spec: dict | None = None, **kw):
     body = _body(spec=spec if spec is not None else OPENAI)
     parsed = WorkflowOptimizationSpec.model_validate(body["spec"])
-    args = {"gateway_ip": "10.96.0.10", "meta_agent_weights": "s3://w4s/models/m", "start_runner": True,
-            "running": True, "admin_token": "t" * 43, **kw}
+    args = {"gateway_ip": "10.96.0.10", "meta_agent_weights": "s3://w4s/models/m",
+            "start_runner": True, "running": True, "admin_token": "t" * 43, **kw}
     return {c.role: c for c in workflow_optimization_children(body, parsed, SETTINGS, **args)}
 
 
@@ -312,3 +317,24 @@ def test_cache_keeps_the_newer_copy(stale, fresh, kept):
         body["metadata"]["resourceVersion"] = version
         cache.put(body)
     assert cache.get("WorkflowOptimization", "team-a", "gsm")["metadata"]["resourceVersion"] == kept
+
+
+@pytest.mark.parametrize(("gpus", "lora", "distribution", "expected"), [
+    (1, None, "auto", "single"), (2, None, "auto", "fsdp"), (2, {"rank": 8}, "auto", "ddp"),
+    (4, None, "ddp", "ddp"), (2, {"rank": 8}, "fsdp", "fsdp"), (0, None, "auto", "single")])
+def test_accelerate_config_shards_full_fine_tuning_across_gpus(gpus, lora, distribution, expected):
+    spec = MetaAgentTrainingSpec.model_validate({
+        "baseModel": "s3://w4s/models/base", "trajectories": [{"uri": "s3://w4s/runs/a"}],
+        "resources": {"gpus": gpus, "distribution": distribution}, **({"lora": lora} if lora else {})})
+    assert accelerate_config(spec) == expected
+
+
+@pytest.mark.parametrize(("cpu", "gpus", "threads"), [("8", 1, "8"), ("16", 2, "8"), ("500m", 1, "1"), ("3", 2, "1")])
+def test_training_threads_follow_the_cpu_limit(cpu, gpus, threads):
+    spec = {"baseModel": "s3://w4s/models/base", "trajectories": [{"uri": "s3://w4s/runs/a"}],
+            "resources": {"gpus": gpus, "cpu": cpu}}
+    children = training_children(_body("MetaAgentTraining", spec=spec), MetaAgentTrainingSpec.model_validate(spec),
+                                 SETTINGS, trajectories=["s3://w4s/runs/a"], start=True, running=True)
+    (job,) = [c.obj for c in children if c.obj["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["env"] == [{"name": "OMP_NUM_THREADS", "value": threads}]

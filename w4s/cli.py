@@ -28,6 +28,7 @@ from w4s.evalrun import SPLITS, evaluate_workflow, split_samples
 from w4s.gateway.service import serve_gateway
 from w4s.records import RunResult
 from w4s.reporting import Fanout
+from w4s.rlao import cli as rlao_cli
 from w4s.runner import run_optimization
 from w4s.runstore import RunStore
 from w4s.sandbox.exec import exec_workflow
@@ -72,6 +73,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["executors"] = [parse_endpoint(args.executor, "--executor")]
     if getattr(args, "meta_agent", None):
         o["metaAgent"] = parse_endpoint(args.meta_agent, "--meta-agent")
+    if getattr(args, "meta_agent_checkpoint", None):
+        o.setdefault("metaAgent", {})["checkpoint"] = str(Path(args.meta_agent_checkpoint).resolve())
     if getattr(args, "budget_usd", None) is not None:
         o["budget"] = {"maxCostUsd": args.budget_usd}
     sandbox = _given_flags(args, (("concurrency", "concurrency"), ("backend", "backend"),
@@ -284,28 +287,42 @@ def cmd_benchmarks(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _optimize_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `w4s optimize` and `w4s collect` share (collect is optimize with mode collect)."""
+    parser.add_argument("--config", help="YAML spec (or a WorkflowOptimization manifest)")
+    parser.add_argument("--benchmark", help="benchmark name (default gsm8k)")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--validation-size", type=int, help="validation tasks: private (scored) + public")
+    parser.add_argument("--public-size", type=int, help="of those, public tasks for case studies (default: 1/4)")
+    parser.add_argument("--test-size", type=int, help="test tasks for the final evaluation (0 = none)")
+    parser.add_argument("--candidates", type=int, help="candidates per iteration (collect mode; default 5)")
+    parser.add_argument("--executor", help="PROVIDER:MODEL[@BASE_URL], e.g. openai:gpt-4o-mini")
+    parser.add_argument("--meta-agent", help="PROVIDER:MODEL[@BASE_URL]")
+    parser.add_argument("--meta-agent-checkpoint", metavar="DIR", help="serve this trained checkpoint as the "
+                        "(embedded) meta-agent, converted to GGUF on first use; needs the train and serve extras")
+    parser.add_argument("--run-dir", help="directory of the run; an existing run there is resumed")
+    parser.add_argument("--budget-usd", help="stop cleanly once this many dollars are spent")
+    parser.add_argument("--concurrency", type=int, help="tasks evaluated at once")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
+    parser.set_defaults(embedded_defaults="any")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w4s", description="Weak-for-Strong Harnessing (W4S)")
     sub = parser.add_subparsers(dest="command", required=True)
     opt = sub.add_parser("optimize", help="run (or resume) a workflow optimization",
                          description="Run or resume a W4S optimization. With no --executor and no --meta-agent, "
                                      "small local models are served on this machine (the embedded default).")
-    opt.add_argument("--config", help="YAML spec (or a WorkflowOptimization manifest)")
-    opt.add_argument("--benchmark", help="benchmark name (default gsm8k)")
-    opt.add_argument("--iterations", type=int)
-    opt.add_argument("--validation-size", type=int, help="validation tasks: private (scored) + public")
-    opt.add_argument("--public-size", type=int, help="of those, public tasks for case studies (default: 1/4)")
-    opt.add_argument("--test-size", type=int, help="test tasks for the final evaluation (0 = none)")
+    _optimize_flags(opt)
     opt.add_argument("--mode", choices=("optimize", "collect"))
-    opt.add_argument("--candidates", type=int, help="candidates per iteration (collect mode)")
-    opt.add_argument("--executor", help="PROVIDER:MODEL[@BASE_URL], e.g. openai:gpt-4o-mini")
-    opt.add_argument("--meta-agent", help="PROVIDER:MODEL[@BASE_URL]")
-    opt.add_argument("--run-dir", help="directory of the run; an existing run there is resumed")
-    opt.add_argument("--budget-usd", help="stop cleanly once this many dollars are spent")
-    opt.add_argument("--concurrency", type=int, help="tasks evaluated at once")
-    opt.add_argument("--seed", type=int)
-    opt.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port while running")
-    opt.set_defaults(embedded_defaults="any")
+    col = sub.add_parser("collect", help="collect RLAO trajectories (best-of-m candidates per iteration)",
+                         description="Run or resume a data-collection run (mode collect): every iteration samples "
+                                     "--candidates workflows (default 5), the best forms the next state, and every "
+                                     "candidate is recorded with its state, action, feedback and reward for "
+                                     "`w4s rlao build`. Same flags as optimize.")
+    _optimize_flags(col)
+    col.set_defaults(mode="collect")
     run = sub.add_parser("run", help="run (or resume) an optimization from a config, as the runner Job does",
                          description="Run or resume the optimization a config describes, with no embedded "
                                      "defaults; with --status-resource, report progress to that "
@@ -365,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     _endpoint_flags(gw)
     gw.set_defaults(embedded_defaults="executors")
     devcluster_cli.add_parser(sub)
+    rlao_cli.add_parser(sub)
     return parser
 
 
@@ -392,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
-        commands = {"optimize": cmd_optimize, "run": cmd_run, "store": cmd_store, "show": cmd_show,
-                    "eval": cmd_eval, "score": cmd_score, "benchmarks": cmd_benchmarks, "sandbox": cmd_sandbox,
-                    "gateway": cmd_gateway, "dev": devcluster_cli.cmd_dev}
+        commands = {"optimize": cmd_optimize, "collect": cmd_optimize, "run": cmd_run, "store": cmd_store,
+                    "show": cmd_show, "eval": cmd_eval, "score": cmd_score, "benchmarks": cmd_benchmarks,
+                    "sandbox": cmd_sandbox, "gateway": cmd_gateway, "dev": devcluster_cli.cmd_dev,
+                    "rlao": rlao_cli.cmd_rlao}
         return commands[args.command](args, console)
     except W4SError as err:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)

@@ -94,8 +94,24 @@ class Hyperparameters(_Model):
     per_device_batch_size: int = Field(1, ge=1, le=512)
     gradient_accumulation_steps: int = Field(16, ge=1, le=4096)
     tau: DecimalString = Field("0.4", description="RWR temperature: an example weighs exp(reward / tau).")
-    max_seq_length: int = Field(8192, ge=128, le=131072)
+    max_seq_length: int = Field(8192, ge=128, le=131072, description="Longer examples are dropped (and counted), "
+                                "never cut: a cut state would be a different state.")
+    score_floor: DecimalString | None = Field(
+        "0.05", description="Candidates whose validation score is at or below this are left out of the dataset "
+        "(the reference drops all-zero workflows at 0.05); empty keeps every candidate.")
     seed: int = Field(0, ge=0)
+
+
+class LoRA(_Model):
+    """Train a low-rank adapter instead of every weight; it is merged into the final export, which is served like
+    any model."""
+
+    rank: int = Field(16, ge=1, le=1024, description="Rank r of the low-rank update.")
+    alpha: int = Field(32, ge=1, le=4096, description="Scaling: the update is multiplied by alpha / rank.")
+    dropout: DecimalString = Field("0.05", description="Dropout on the adapter's input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1, max_length=64, description="Linear layers that get an adapter (Qwen2 / Llama names).")
 
 
 class Resources(_Model):
@@ -105,6 +121,10 @@ class Resources(_Model):
     cpu: str = Field("8", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request and limit.")
     memory: str = Field("64Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)?$", description="Memory request and limit.")
     shm: str = Field("16Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)?$", description="Size of /dev/shm (in memory).")
+    distribution: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="How several GPUs share the work: ddp (a full replica per GPU: fine for LoRA and small "
+        "models), fsdp (parameters, gradients and optimizer state sharded: full fine-tuning of a 7B model), auto "
+        "(fsdp for full fine-tuning on several GPUs, else ddp).")
     node_selector: dict[str, str] = Field(default_factory=dict, description="GPU node selector.")
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
 
@@ -120,6 +140,7 @@ class MetaAgentTrainingSpec(Lifecycle):
                                              "with every weight 1.", json_schema_extra=immutable(
                                                  "algorithm is immutable"))
     hyperparameters: Hyperparameters = Hyperparameters()
+    lora: LoRA | None = Field(None, description="Train a LoRA adapter; empty: full fine-tuning (the paper).")
     resources: Resources = Resources()
     output: str | None = Field(None, pattern=URI_PATTERN, description="Where checkpoints are written. Default: "
                                "the operator's store, under <namespace>/<name>/<uid>.",

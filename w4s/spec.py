@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from w4s.errors import SpecError
 
@@ -151,6 +152,12 @@ class MetaAgentSpec(EndpointSpec):
     weights_uri: str | None = Field(
         None, pattern=r"^(s3|file)://.+", description="Cluster only: store URI of the weights the meta-agent "
         "server loads (default: the operator's default meta-agent weights). Never fetched from a hub at run time.")
+    # Local only: kept out of the JSON schema, hence the CRD (the API server refuses it as an unknown field), and
+    # out of dumps when unset, hence the CRD's defaults; a run's manifest still records a checkpoint that is set.
+    checkpoint: SkipJsonSchema[str | None] = Field(
+        None, exclude_if=lambda value: value is None,
+        description="Local only: folder of a trained checkpoint (w4s-manifest.json naming its base model) that w4s "
+        "converts to GGUF once and serves with llama.cpp under the name model (provider must be embedded).")
     temperature: DecimalString = Field("0.5", description="Sampling temperature (paper: 0.5).")
     top_p: DecimalString = "1.0"
     max_tokens: int = Field(4096, ge=1, le=131072)
@@ -159,8 +166,10 @@ class MetaAgentSpec(EndpointSpec):
     def _check_source(self) -> MetaAgentSpec:
         if (self.from_training or self.weights_uri) and self.provider != "embedded":
             raise ValueError("fromTraining and weightsUri need provider 'embedded' (the operator serves the model)")
-        if self.from_training and self.weights_uri:
-            raise ValueError("give fromTraining or weightsUri, not both")
+        if self.checkpoint and self.provider != "embedded":
+            raise ValueError("checkpoint needs provider 'embedded' (w4s serves it with llama.cpp)")
+        if sum(map(bool, (self.from_training, self.weights_uri, self.checkpoint))) > 1:
+            raise ValueError("give at most one of fromTraining, weightsUri and checkpoint")
         return self
 
     @property

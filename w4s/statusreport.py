@@ -40,21 +40,22 @@ def result_status(result: RunResult) -> dict[str, Any]:
     }
 
 
-class StatusReporter(Reporter):
-    """Forwards the loop's progress to ``namespace/name``'s status subresource."""
+class StatusPatcher:
+    """Coalesced merge-patches of one resource's status subresource: at most one write a second, never waited
+    for, retried with the next write when the API server refuses or is unreachable."""
 
-    def __init__(self, resource: str, run_uri: str, iterations: int, api: KubeAPI | None = None) -> None:
+    def __init__(self, resource: str, kind: str, api: KubeAPI | None = None,
+                 initial: dict[str, Any] | None = None) -> None:
         namespace, _, name = resource.partition("/")
         if not namespace or not name:
             raise ValueError(f"--status-resource: expected NAMESPACE/NAME, got {resource!r}")
-        self._path = resource_path(API_VERSION, "WorkflowOptimization", namespace, name, "status")
+        self._path = resource_path(API_VERSION, kind, namespace, name, "status")
         self._api = api or KubeAPI(load_config(), timeout=15.0)
-        self._pending: dict[str, Any] = {"runUri": run_uri, "iterations": iterations,
-                                         "trajectoriesUri": f"{run_uri.rstrip('/')}/records.jsonl"}
+        self._pending: dict[str, Any] = dict(initial or {})
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def _update(self, fields: dict[str, Any]) -> None:
+    def update(self, fields: dict[str, Any]) -> None:
         self._pending.update(fields)
         self._wake.set()
         if self._task is None:
@@ -78,26 +79,12 @@ class StatusReporter(Reporter):
             log.warning("cannot report progress to %s: %s", self._path, err)
             self._pending = {**patch, **self._pending}
 
-    def run_started(self, run_id: str, resumed_from: int | None) -> None:
-        self._update({})
-
-    def iteration_done(self, iteration: int, skipped: bool, best_score: float, cost_usd: float) -> None:
-        self._update({"iteration": iteration, "bestValidationScore": _score(best_score),
-                      "costUsd": f"{cost_usd:.6f}"})
-
-    def run_finished(self, result: RunResult) -> None:
-        self._update(result_status(result))
-
-    async def close(self, result: RunResult | None = None, best_workflow_uri: str | None = None) -> None:
-        """Send what is left, the final result first of all: the operator decides Complete from it."""
+    async def flush(self) -> None:
+        """Stop the background writer, send what is left (a few tries), close the client."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if result is not None:
-            self._pending.update(result_status(result))
-            if best_workflow_uri:
-                self._pending["bestWorkflowUri"] = best_workflow_uri
         for _ in range(3):
             await self._send()
             if not self._pending:
@@ -107,3 +94,29 @@ class StatusReporter(Reporter):
 
     def fail(self, reason: str) -> None:
         self._pending["result"] = {"status": "failed", "reason": reason}
+
+
+class StatusReporter(StatusPatcher, Reporter):
+    """Forwards the loop's progress to ``namespace/name``'s WorkflowOptimization status."""
+
+    def __init__(self, resource: str, run_uri: str, iterations: int, api: KubeAPI | None = None) -> None:
+        super().__init__(resource, "WorkflowOptimization", api, {
+            "runUri": run_uri, "iterations": iterations, "trajectoriesUri": f"{run_uri.rstrip('/')}/records.jsonl"})
+
+    def run_started(self, run_id: str, resumed_from: int | None) -> None:
+        self.update({})
+
+    def iteration_done(self, iteration: int, skipped: bool, best_score: float, cost_usd: float) -> None:
+        self.update({"iteration": iteration, "bestValidationScore": _score(best_score),
+                      "costUsd": f"{cost_usd:.6f}"})
+
+    def run_finished(self, result: RunResult) -> None:
+        self.update(result_status(result))
+
+    async def close(self, result: RunResult | None = None, best_workflow_uri: str | None = None) -> None:
+        """Send what is left, the final result first of all: the operator decides Complete from it."""
+        if result is not None:
+            self._pending.update(result_status(result))
+            if best_workflow_uri:
+                self._pending["bestWorkflowUri"] = best_workflow_uri
+        await self.flush()

@@ -263,7 +263,8 @@ def _sandbox(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, g
 
 def _meta_agent(owner: Owner, spec: WorkflowOptimizationSpec, settings: Settings, weights: str,
                 replicas: int) -> list[Child]:
-    """vLLM's OpenAI server with weights copied from the store by an init container (never from a hub)."""
+    """vLLM's OpenAI server with weights copied from the store by an init container (never from a hub). A
+    training's final checkpoint is full weights (a LoRA run exports its adapter merged), so one folder serves."""
     pod_labels = labels(owner.kind, owner.name, "meta-agent")
     models = {"name": "models", "mountPath": "/models"}
     resources: dict[str, Any] = {"requests": {"cpu": "2", "memory": "16Gi"}, "limits": {"memory": "32Gi"}}
@@ -328,6 +329,22 @@ def workflow_optimization_children(
 ACCELERATE_CONFIGS = "/opt/w4s/accelerate"
 
 
+def _threads_per_process(cpu: str, processes: int) -> int:
+    """The pod's CPU limit ("8", "7.5", "500m") shared among its training processes, at least one each."""
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores // processes))
+
+
+def accelerate_config(spec: MetaAgentTrainingSpec) -> str:
+    """single for one GPU; with several, fsdp shards a full fine-tuning (a 7B model with AdamW does not fit one
+    GPU as a DDP replica) and ddp replicates a LoRA run."""
+    if spec.resources.gpus <= 1:
+        return "single"
+    if spec.resources.distribution != "auto":
+        return spec.resources.distribution
+    return "ddp" if spec.lora else "fsdp"
+
+
 def training_children(body: dict[str, Any], spec: MetaAgentTrainingSpec, settings: Settings, *,
                       trajectories: list[str], start: bool, running: bool) -> list[Child]:
     """A MetaAgentTraining's config, its status account, and (once its trajectories are known) the GPU Job
@@ -354,10 +371,12 @@ def training_children(body: dict[str, Any], spec: MetaAgentTrainingSpec, setting
         "containers": [{
             "name": "trainer", "image": settings.trainer_image, "imagePullPolicy": settings.image_pull_policy,
             "command": ["accelerate", "launch", "--config_file",
-                        f"{ACCELERATE_CONFIGS}/{'ddp' if processes > 1 else 'single'}.yaml",
+                        f"{ACCELERATE_CONFIGS}/{accelerate_config(spec)}.yaml",
                         "--num_processes", str(processes), "-m", "training_jobs.train",
                         "--config", f"{SPEC_DIR}/training.yaml",
                         "--status-resource", f"{owner.namespace}/{owner.name}"],
+            # torch starts a thread per node core, not per core of the limit: that thrashes under a CPU limit.
+            "env": [{"name": "OMP_NUM_THREADS", "value": str(_threads_per_process(res.cpu, processes))}],
             "envFrom": _store_env(settings),
             "resources": {"requests": dict(limits), "limits": dict(limits)},
             "securityContext": {**_CONTAINER_SECURITY, "readOnlyRootFilesystem": False},
