@@ -150,7 +150,8 @@ def full_statuses() -> dict[str, dict[str, Any]]:
         usage={"executor:default": RoleUsage(input_tokens=100, output_tokens=20, cost_usd="1.2")},
         run_uri="s3://b/r", trajectories_uri="s3://b/r/trajectories.jsonl", best_workflow_uri="s3://b/r/best.py")
     mat = MetaAgentTrainingStatus(**common, step=40, total_steps=100, progress="40/100", loss="0.31",
-                                  learning_rate="0.00001", tokens_per_second="5120", checkpoint_uri="s3://b/c")
+                                  learning_rate="0.00001", tokens_per_second="5120", gpu_memory_bytes=2**36,
+                                  checkpoint_uri="s3://b/c")
     out = {}
     for kind, status in (("WorkflowOptimization", wfo), ("MetaAgentTraining", mat)):
         unset = [name for name, value in status if value is None]

@@ -55,7 +55,8 @@ MONITORING = ["--set", "monitoring.serviceMonitor.enabled=true", "--set", "monit
 MODEL = "smollm2-135m-instruct"  # the smallest embedded model: this test is about the plumbing, not the scores
 # Panels that only a running trainer (MetaAgentTraining's GPU Job) feeds; no trainer runs here.
 TRAINING_ONLY = {"w4s_meta_agent_training_loss", "w4s_meta_agent_training_tokens_per_second",
-                 "w4s_meta_agent_training_learning_rate", "w4s_meta_agent_training_step"}
+                 "w4s_meta_agent_training_learning_rate", "w4s_meta_agent_training_step",
+                 "w4s_meta_agent_training_gpu_memory_bytes"}
 # Grafana's variables, as a user who picked "All" and a 1-minute rate window would have them.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$run": ".*", "$name": ".*"}
 

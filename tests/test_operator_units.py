@@ -299,12 +299,12 @@ def test_training_metrics_come_from_the_trainers_status_reports():
     cache = Cache()
     body = _body("MetaAgentTraining")
     body["status"] = {"phase": "Running", "step": 12, "totalSteps": 48, "loss": "0.8125", "learningRate": "0.00001",
-                      "tokensPerSecond": "5120.5"}
+                      "tokensPerSecond": "5120.5", "gpuMemoryBytes": 68719476736}
     body["metadata"]["resourceVersion"] = "3"
     cache.put(body)
     text = generate_latest(Metrics(cache, lambda: 0).registry).decode()
     for name, value in [("step", "12.0"), ("total_steps", "48.0"), ("loss", "0.8125"), ("learning_rate", "1e-05"),
-                        ("tokens_per_second", "5120.5")]:
+                        ("tokens_per_second", "5120.5"), ("gpu_memory_bytes", "6.8719476736e+10")]:
         assert f'w4s_meta_agent_training_{name}{{name="gsm",namespace="team-a"}} {value}' in text
     assert 'w4s_operator_resources{kind="MetaAgentTraining",phase="Running"} 1.0' in text
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from w4s.kubeapi import KubeAPI
@@ -45,7 +46,8 @@ class TrainingStatus:
 
 
 class StatusCallback(TrainerCallback):
-    """step, totalSteps, progress, loss, learningRate and tokensPerSecond at every log (every optimizer step).
+    """step, totalSteps, progress, loss, learningRate, tokensPerSecond and (on a GPU) gpuMemoryBytes at every log
+    (every optimizer step).
 
     Tokens per second counts every non-padding token of every process (SFTTrainer's ``num_tokens``) over the
     wall time between two logs, so it includes the optimizer step and any checkpoint upload in between.
@@ -77,4 +79,6 @@ class StatusCallback(TrainerCallback):
             if now > self._mark[0] and tokens > self._mark[1]:
                 fields["tokensPerSecond"] = f"{(tokens - self._mark[1]) / (now - self._mark[0]):.1f}"
             self._mark = (now, tokens)
+        if torch.cuda.is_available():  # process 0's peak: the number to compare with the GPU's memory
+            fields["gpuMemoryBytes"] = int(torch.cuda.max_memory_allocated())
         self.status.report(fields)

@@ -217,4 +217,5 @@ class MetaAgentTrainingStatus(CommonStatus):
     loss: str | None = None
     learning_rate: str | None = None
     tokens_per_second: str | None = None
+    gpu_memory_bytes: int | None = Field(None, description="Peak GPU memory of training process 0.")
     checkpoint_uri: str | None = None

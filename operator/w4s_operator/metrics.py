@@ -32,6 +32,7 @@ _PER_RESOURCE = {
     "learningRate": ("w4s_meta_agent_training_learning_rate", "Learning rate at the last reported step."),
     "tokensPerSecond": ("w4s_meta_agent_training_tokens_per_second",
                         "Training throughput, tokens per second, all GPUs together."),
+    "gpuMemoryBytes": ("w4s_meta_agent_training_gpu_memory_bytes", "Peak GPU memory of training process 0."),
 }
 
 
