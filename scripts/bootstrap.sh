@@ -33,5 +33,20 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
 .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade "pip>=24"
+# torch (the train extra) is a CUDA build of about 4 GB with its libraries, and the package index answers
+# without cache headers, so pip would fetch it again for every fresh .venv: keep its wheels under ~/.cache/w4s,
+# keyed by the pinned version, and let pip take them from there (a local file wins over the same index file).
+find_links=()
+torch_pin=$(sed -n 's/.*"\(torch==[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
+if [[ ",$extras," == *",train,"* && -n "$torch_pin" ]]; then
+  wheels="${W4S_CACHE_DIR:-$HOME/.cache/w4s}/wheels/${torch_pin/==/-}"
+  if [ ! -f "$wheels/.complete" ]; then
+    echo "caching the wheels of $torch_pin and its libraries in $wheels (once, about 4 GB)"
+    rm -rf "$wheels.partial" && mkdir -p "$wheels.partial"
+    .venv/bin/python -m pip download --disable-pip-version-check -q -d "$wheels.partial" "$torch_pin"
+    rm -rf "$wheels" && mv "$wheels.partial" "$wheels" && touch "$wheels/.complete"
+  fi
+  find_links=(--find-links "$wheels")
+fi
 echo "installing w4s[$extras] into .venv (the first build of llama-cpp-python takes a few minutes)"
-.venv/bin/python -m pip install --disable-pip-version-check -q -e ".[$extras]"
+.venv/bin/python -m pip install --disable-pip-version-check -q "${find_links[@]}" -e ".[$extras]"
