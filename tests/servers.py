@@ -180,6 +180,10 @@ def start_seaweedfs(tmp_dir: Path, *, timeout_s: float = 60.0, attempts: int = 3
             # Unix sockets default to /tmp and are not always removed on exit.
             f"-s3.localSocket={data_dir / 's3.sock'}", f"-filer.localSocket={data_dir / 'filer.sock'}",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.preStopSeconds=0",
+            # Every bucket is a collection with volumes of its own. By default the number of volumes is derived
+            # from the free disk space over the volume size limit, so on a fuller disk a session's buckets ran
+            # out ("No writable volumes and no free volumes left"). Small volumes, many slots: files are sparse.
+            "-master.volumeSizeLimitMB=256", "-volume.max=400",
         ]
         endpoint_url = f"http://127.0.0.1:{ports['s3.port']}"
         probe = s3_client(endpoint_url, access_key, secret_key, connect_timeout=1, read_timeout=2)
