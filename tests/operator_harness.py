@@ -22,6 +22,7 @@ from kube import apply_crds
 
 from w4s.devcluster.cluster import LocalCluster
 from w4s.kubeapi import path_of, resource_path
+from w4s.sandbox.kube import runtime_class
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "charts" / "w4s" / "files" / "operator-rules.yaml"
@@ -120,6 +121,12 @@ def namespace_with_crds(cluster: LocalCluster, prefix: str) -> Iterator[tuple[Ap
             yield api, ns
         finally:
             api.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+
+def ensure_gvisor_runtime_class(api: Api) -> None:
+    """The RuntimeClass sandbox pods name (the operator waits for it), created once for the session's cluster."""
+    if api.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:
+        api.create(runtime_class())
 
 
 def service_account_token(api: Api, namespace: str, name: str, seconds: int = 7200) -> str:

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_harness import Api, ApiError, OperatorProcess, namespace, service_account_token, wait_for
+from operator_harness import (
+    Api,
+    ApiError,
+    OperatorProcess,
+    ensure_gvisor_runtime_class,
+    namespace,
+    service_account_token,
+    wait_for,
+)
 
 from w4s.kubeapi import path_of
 
@@ -306,9 +314,8 @@ def test_chart_installs_and_its_service_account_runs_the_operator(helm: str, kub
     proc: OperatorProcess | None = None
     try:
         _install(admin, docs)
-        if not single_namespace and admin.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:
-            admin.create({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"},
-                          "handler": "runsc"})
+        if not single_namespace:
+            ensure_gvisor_runtime_class(admin)
         deploy = _one(docs, "Deployment")
         stored = admin.get("apps/v1", "Deployment", release_ns, deploy["metadata"]["name"])
         assert stored is not None and stored["spec"]["strategy"]["type"] == "Recreate"

@@ -36,6 +36,7 @@ from operator_harness import (
     Api,
     ApiError,
     OperatorProcess,
+    ensure_gvisor_runtime_class,
     namespace,
     operator_identity,
     service_account_token,
@@ -243,9 +244,7 @@ def admin(kube_cluster) -> Iterator[Api]:
                 api.create(crd)
         wait_for(lambda: all(api.client.get(f"/apis/monitoring.coreos.com/v1/{p}").status_code == 200
                              for p in MONITORING_CRDS), "prometheus-operator's CRDs served")
-        if api.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:
-            api.create({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"},
-                        "handler": "runsc"})
+        ensure_gvisor_runtime_class(api)
         yield api
 
 

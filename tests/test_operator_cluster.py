@@ -26,6 +26,7 @@ from operator_harness import (
     Api,
     ApiError,
     OperatorProcess,
+    ensure_gvisor_runtime_class,
     namespace,
     operator_identity,
     service_account_token,
@@ -46,9 +47,7 @@ def admin(kube_cluster) -> Iterator[Api]:
     apply_crds(kube_cluster)
     with kube_cluster.client() as client:
         api = Api(client)
-        if api.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:
-            api.create({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"},
-                        "handler": "runsc"})
+        ensure_gvisor_runtime_class(api)
         yield api
 
 

@@ -36,7 +36,7 @@ from w4s.embedded.llama_server import server_env
 from w4s.embedded.models import EMBEDDED_MODELS
 from w4s.embedded.provision import GGUF_MAGIC, ensure_model
 from w4s.errors import ArtifactError, W4SError
-from w4s.rlao.hf import INSTALL_HINT, _build_once, materialize_model, require
+from w4s.rlao.hf import INSTALL_HINT, build_once, materialize_model, require
 
 if TYPE_CHECKING:
     from gguf import GGUFWriter
@@ -153,12 +153,12 @@ def converter_dir(progress: Progress | None = None) -> Path:
     target = cache_root() / "llama-convert" / version
     if not target.is_dir():
         (progress or (lambda _line: None))(f"fetching llama.cpp's GGUF converter (llama-cpp-python {version} sdist)")
-    return _build_once(target, lambda staged: _fetch_converter(version, staged))
+    return build_once(target, lambda staged: _fetch_converter(version, staged))
 
 
 def _fetch_converter(version: str, staged: Path) -> None:
     requirement = f"llama-cpp-python=={version}"
-    # ``staged``'s parent is _build_once's scratch folder, removed afterwards: the sdist is downloaded there.
+    # ``staged``'s parent is build_once's scratch folder, removed afterwards: the sdist is downloaded there.
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--disable-pip-version-check",
            "--quiet", "-d", str(staged.parent), requirement]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

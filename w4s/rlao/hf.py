@@ -70,7 +70,7 @@ def materialize_model(name_or_path: str) -> Path:
     model = EMBEDDED_MODELS.get(name_or_path)
     if model is None:
         return _local_folder(name_or_path)
-    return _build_once(conversion_dir(model) / "model", lambda staged: _convert_model(model, staged))
+    return build_once(conversion_dir(model) / "model", lambda staged: _convert_model(model, staged))
 
 
 def _local_folder(path: str) -> Path:
@@ -82,7 +82,7 @@ def _local_folder(path: str) -> Path:
 
 
 def _tokenizer_folder(model: EmbeddedModel) -> Path:
-    return _build_once(conversion_dir(model) / "tokenizer", lambda staged: _convert_tokenizer(model, staged))
+    return build_once(conversion_dir(model) / "tokenizer", lambda staged: _convert_tokenizer(model, staged))
 
 
 def _convert_tokenizer(model: EmbeddedModel, staged: Path) -> None:
@@ -137,7 +137,7 @@ def _mark_dense(weights: PreTrainedModel) -> None:
         del weights.config.quantization_config
 
 
-def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Return ``target``, building it first if missing: built in a scratch folder beside it, then renamed.
 
     Readers therefore never see a half-written folder; when two processes convert at once, the first rename
